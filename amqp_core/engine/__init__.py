@@ -1,0 +1,1 @@
+"""The sans-IO AMQP 1.0 protocol engine."""

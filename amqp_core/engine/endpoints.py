@@ -1,0 +1,731 @@
+"""Connections, sessions, links and deliveries: the AMQP endpoints, as Proton models them.
+
+These objects hold local state that the application changes (open, close, flow, send,
+settle) and remote state that the `Transport` fills in from frames. Changing local
+state never writes anything: it marks the object as having work, and the transport
+turns all pending work into frames when its output is next taken, so many small
+changes (credit top-ups, settlements) leave in few frames.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .. import spec
+from ..types import symbol
+from .events import Collector, Event, EventType
+from .terminus import (
+    RCV_FIRST,
+    RCV_SECOND,
+    SND_MIXED,
+    SND_SETTLED,
+    SND_UNSETTLED,
+    Terminus,
+)
+
+if TYPE_CHECKING:
+    from ..message import Message
+    from .transport import Transport
+
+__all__ = [
+    "Condition",
+    "Connection",
+    "Delivery",
+    "Disposition",
+    "Endpoint",
+    "Link",
+    "Receiver",
+    "Sender",
+    "Session",
+]
+
+
+class Condition:
+    """An error condition: a symbolic name, a description and extra info (spec 2.8.14)."""
+
+    def __init__(self, name: str, description: str | None = None, info: Any = None) -> None:
+        self.name = name
+        self.description = description
+        self.info = info
+
+    def __repr__(self) -> str:
+        parts = [repr(str(self.name))]
+        if self.description is not None:
+            parts.append(repr(self.description))
+        if self.info is not None:
+            parts.append(repr(self.info))
+        return f"Condition({', '.join(parts)})"
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.description}" if self.description else str(self.name)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Condition):
+            return NotImplemented
+        return (self.name, self.description, self.info) == (
+            other.name,
+            other.description,
+            other.info,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_spec(self) -> Any:
+        return spec.Error(condition=symbol(self.name), description=self.description, info=self.info)
+
+    @classmethod
+    def from_spec(cls, error: Any) -> Condition | None:
+        if error is None:
+            return None
+        return cls(str(error.condition), error.description, error.info)
+
+
+class Endpoint:
+    """Local and remote open/closed state, as bit flags that combine (Proton's values)."""
+
+    LOCAL_UNINIT = 1
+    LOCAL_ACTIVE = 2
+    LOCAL_CLOSED = 4
+    REMOTE_UNINIT = 8
+    REMOTE_ACTIVE = 16
+    REMOTE_CLOSED = 32
+    LOCAL_MASK = LOCAL_UNINIT | LOCAL_ACTIVE | LOCAL_CLOSED
+    REMOTE_MASK = REMOTE_UNINIT | REMOTE_ACTIVE | REMOTE_CLOSED
+
+    def __init__(self) -> None:
+        self._local = Endpoint.LOCAL_UNINIT
+        self._remote = Endpoint.REMOTE_UNINIT
+        self.condition: Condition | None = None
+        self.remote_condition: Condition | None = None
+        self.handler: Any = None
+        self.context: Any = None
+
+    @property
+    def state(self) -> int:
+        return self._local | self._remote
+
+    def _put(self, event_type: EventType) -> None:
+        self.connection._put(self, event_type)
+
+    @property
+    def connection(self) -> Connection:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class Connection(Endpoint):
+    """One AMQP connection. Bind it to a `Transport` to exchange frames."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.container: str | None = None
+        self.hostname: str | None = None
+        self.user: str | None = None
+        self.password: str | None = None
+        self.properties: dict[Any, Any] | None = None
+        self.offered_capabilities: list[Any] | None = None
+        self.desired_capabilities: list[Any] | None = None
+        self.remote_container: str | None = None
+        self.remote_hostname: str | None = None
+        self.remote_properties: dict[Any, Any] | None = None
+        self.remote_offered_capabilities: list[Any] | None = None
+        self.remote_desired_capabilities: list[Any] | None = None
+        self.transport: Transport | None = None
+        self._collector: Collector | None = None
+        self._sessions: list[Session] = []
+        # Sessions with work for the transport, in the order the work arose.
+        self._dirty: dict[Session, None] = {}
+        self._needs_output = False
+
+    @property
+    def connection(self) -> Connection:
+        return self
+
+    def collect(self, collector: Collector) -> None:
+        self._collector = collector
+        self._put(self, Event.CONNECTION_INIT)
+
+    def _put(self, context: Any, event_type: EventType) -> None:
+        if self._collector is not None:
+            self._collector.put(context, event_type)
+
+    def open(self) -> None:
+        if self._local == Endpoint.LOCAL_UNINIT:
+            self._local = Endpoint.LOCAL_ACTIVE
+            self._put(self, Event.CONNECTION_LOCAL_OPEN)
+            self._needs_output = True
+
+    def close(self) -> None:
+        if self._local != Endpoint.LOCAL_CLOSED:
+            self._local = Endpoint.LOCAL_CLOSED
+            self._put(self, Event.CONNECTION_LOCAL_CLOSE)
+            self._needs_output = True
+
+    def session(self) -> Session:
+        session = Session(self)
+        self._sessions.append(session)
+        self._put(session, Event.SESSION_INIT)
+        return session
+
+    def sessions(self, mask: int = 0) -> list[Session]:
+        return [session for session in self._sessions if _matches(session, mask)]
+
+    def links(self, mask: int = 0) -> list[Link]:
+        return [link for session in self._sessions for link in session.links(mask)]
+
+    def session_head(self, mask: int) -> Session | None:
+        return next(iter(self.sessions(mask)), None)
+
+    def link_head(self, mask: int) -> Link | None:
+        return next(iter(self.links(mask)), None)
+
+    def free(self) -> None:
+        """Kept for Proton compatibility: Python's collector frees endpoints."""
+
+    def _mark(self, session: Session) -> None:
+        self._dirty[session] = None
+        self._needs_output = True
+
+    def __repr__(self) -> str:
+        return f"Connection({self.container!r} -> {self.hostname!r})"
+
+
+def _matches(endpoint: Endpoint, mask: int) -> bool:
+    if not mask:
+        return True
+    local = mask & Endpoint.LOCAL_MASK
+    remote = mask & Endpoint.REMOTE_MASK
+    return (not local or bool(endpoint._local & local)) and (
+        not remote or bool(endpoint._remote & remote)
+    )
+
+
+class Session(Endpoint):
+    """A session: an ordered channel of transfers with its own flow window."""
+
+    #: The number of transfer frames we let a peer have in flight to us. Credit on each
+    #: link is what bounds memory; the session window only needs to stay out of its way.
+    INCOMING_WINDOW = 2**31 - 1
+    OUTGOING_WINDOW = 2**31 - 1
+
+    def __init__(self, connection: Connection) -> None:
+        super().__init__()
+        self._connection = connection
+        self._links: list[Link] = []
+        self.channel: int | None = None
+        self.remote_channel: int | None = None
+        self.incoming_capacity = 0
+        # Transfer numbering (spec 2.5.6), all serial numbers modulo 2**32.
+        self.next_outgoing_id = 0
+        self.next_incoming_id: int | None = None
+        self.remote_incoming_window = 0
+        self.remote_outgoing_window = 0
+        self._begin_sent = False
+        self._end_sent = False
+        self._next_delivery_id = 0
+        self._outgoing_unsettled: dict[int, Delivery] = {}
+        self._incoming_unsettled: dict[int, Delivery] = {}
+        self._pending_dispositions: dict[Delivery, None] = {}
+        self._dirty_links: dict[Link, None] = {}
+        self._flow_needed = False
+        self._local_handles: dict[int, Link] = {}
+        self._remote_handles: dict[int, Link] = {}
+        self._remote_handle_max = 2**32 - 1
+
+    @property
+    def connection(self) -> Connection:
+        return self._connection
+
+    @property
+    def session(self) -> Session:
+        return self
+
+    @property
+    def transport(self) -> Transport | None:
+        return self._connection.transport
+
+    def open(self) -> None:
+        if self._local == Endpoint.LOCAL_UNINIT:
+            self._local = Endpoint.LOCAL_ACTIVE
+            self._put(Event.SESSION_LOCAL_OPEN)
+            self._connection._mark(self)
+
+    def close(self) -> None:
+        if self._local != Endpoint.LOCAL_CLOSED:
+            self._local = Endpoint.LOCAL_CLOSED
+            self._put(Event.SESSION_LOCAL_CLOSE)
+            self._connection._mark(self)
+
+    def sender(self, name: str) -> Sender:
+        return self._new_link(Sender, name)
+
+    def receiver(self, name: str) -> Receiver:
+        return self._new_link(Receiver, name)
+
+    def _new_link(self, cls: type[Link], name: str) -> Any:
+        link = cls(self, name)
+        self._links.append(link)
+        self._put_for(link, Event.LINK_INIT)
+        return link
+
+    def _put_for(self, context: Any, event_type: EventType) -> None:
+        self._connection._put(context, event_type)
+
+    def links(self, mask: int = 0) -> list[Link]:
+        return [link for link in self._links if _matches(link, mask)]
+
+    def free(self) -> None:
+        """Kept for Proton compatibility."""
+
+    def _mark(self, link: Link | None = None) -> None:
+        if link is not None:
+            self._dirty_links[link] = None
+        self._connection._mark(self)
+
+    def _queue_disposition(self, delivery: Delivery) -> None:
+        self._pending_dispositions[delivery] = None
+        self._connection._mark(self)
+
+    def __repr__(self) -> str:
+        return f"Session(channel={self.channel}, remote_channel={self.remote_channel})"
+
+
+class Disposition:
+    """The state of a delivery as one side sees it: an outcome and its details."""
+
+    RECEIVED = 0x23
+    ACCEPTED = 0x24
+    REJECTED = 0x25
+    RELEASED = 0x26
+    MODIFIED = 0x27
+
+    def __init__(self) -> None:
+        self.type = 0
+        self.condition: Condition | None = None
+        self.failed = False
+        self.undeliverable = False
+        self.annotations: dict[Any, Any] | None = None
+        self.section_number = 0
+        self.section_offset = 0
+        self.data: Any = None
+
+    def to_spec(self, state: int) -> Any:
+        if state == Disposition.ACCEPTED:
+            return _ACCEPTED
+        if state == Disposition.RELEASED:
+            return _RELEASED
+        if state == Disposition.REJECTED:
+            error = self.condition.to_spec() if self.condition is not None else None
+            return spec.Rejected(error=error)
+        if state == Disposition.MODIFIED:
+            return spec.Modified(
+                delivery_failed=self.failed or None,
+                undeliverable_here=self.undeliverable or None,
+                message_annotations=self.annotations,
+            )
+        if state == Disposition.RECEIVED:
+            return spec.Received(
+                section_number=self.section_number, section_offset=self.section_offset
+            )
+        return self.data
+
+    def update_from_spec(self, state: Any) -> int:
+        """Take the details of a decoded delivery state; return its type code."""
+        code = _STATE_CODES.get(type(state), 0)
+        if code == Disposition.REJECTED:
+            self.condition = Condition.from_spec(state.error)
+        elif code == Disposition.MODIFIED:
+            self.failed = bool(state.delivery_failed)
+            self.undeliverable = bool(state.undeliverable_here)
+            self.annotations = state.message_annotations
+        elif code == Disposition.RECEIVED:
+            self.section_number = state.section_number
+            self.section_offset = state.section_offset
+        elif code == 0:
+            self.data = state
+        self.type = code
+        return code
+
+    def __repr__(self) -> str:
+        return f"Disposition({self.type:#x})"
+
+
+_ACCEPTED = spec.Accepted()
+_RELEASED = spec.Released()
+_STATE_CODES: dict[type, int] = {
+    spec.Received: Disposition.RECEIVED,
+    spec.Accepted: Disposition.ACCEPTED,
+    spec.Rejected: Disposition.REJECTED,
+    spec.Released: Disposition.RELEASED,
+    spec.Modified: Disposition.MODIFIED,
+}
+
+
+class Delivery:
+    """One message on a link, from its first transfer to its settlement.
+
+    As in Proton, `settled` says whether the *peer* settled it, `settle()` settles it
+    here, `local_state`/`remote_state` are outcome codes (`Delivery.ACCEPTED`, ...)
+    and `local`/`remote` hold their details.
+    """
+
+    RECEIVED = Disposition.RECEIVED
+    ACCEPTED = Disposition.ACCEPTED
+    REJECTED = Disposition.REJECTED
+    RELEASED = Disposition.RELEASED
+    MODIFIED = Disposition.MODIFIED
+
+    def __init__(self, link: Link, tag: bytes) -> None:
+        self.tag = tag
+        self._link = link
+        self.id: int | None = None
+        self.local = Disposition()
+        self.remote = Disposition()
+        self.local_state = 0
+        self.remote_state = 0
+        self.settled = False  # by the peer
+        self.local_settled = False
+        self.updated = False
+        self.aborted = False
+        self.partial = False
+        self.message_format = 0
+        self.context: Any = None
+        self._data = bytearray()
+        self._complete = False  # sender: advanced, all bytes given
+        self._transmitted = 0  # sender: bytes already framed
+        self._sent_first = False
+        self._disposition_sent_state = 0
+
+    @property
+    def link(self) -> Link:
+        return self._link
+
+    @property
+    def delivery(self) -> Delivery:
+        return self
+
+    @property
+    def session(self) -> Session:
+        return self._link.session
+
+    @property
+    def connection(self) -> Connection:
+        return self._link.session.connection
+
+    @property
+    def transport(self) -> Transport | None:
+        return self._link.session.connection.transport
+
+    @property
+    def pending(self) -> int:
+        return len(self._data)
+
+    @property
+    def readable(self) -> bool:
+        link = self._link
+        return link.is_receiver and link.current is self
+
+    @property
+    def writable(self) -> bool:
+        link = self._link
+        return link.is_sender and link.current is self and link.credit > 0
+
+    @property
+    def buffered(self) -> bool:
+        return self._link.is_sender and not self._sent_first
+
+    def update(self, state: int) -> None:
+        """Set the local outcome (Delivery.ACCEPTED ...), taking details from `local`."""
+        self.local_state = state
+        self.local.type = state
+        if self._sent_first or self._link.is_receiver:
+            self._link.session._queue_disposition(self)
+
+    def settle(self) -> None:
+        if self.local_settled:
+            return
+        self.local_settled = True
+        link = self._link
+        if link.is_sender:
+            link.unsettled_count -= 1
+        else:
+            link._forget_incoming(self)
+        if self._sent_first or link.is_receiver:
+            link.session._queue_disposition(self)
+
+    def abort(self) -> None:
+        """Abandon a message part-way (spec 2.6.14): the peer discards what it got."""
+        self._link._abort(self)
+
+    def __repr__(self) -> str:
+        return f"Delivery(tag={self.tag!r}, id={self.id})"
+
+
+class Link(Endpoint):
+    """A link: a one-way route for messages between a source and a target."""
+
+    SND_UNSETTLED = SND_UNSETTLED
+    SND_SETTLED = SND_SETTLED
+    SND_MIXED = SND_MIXED
+    RCV_FIRST = RCV_FIRST
+    RCV_SECOND = RCV_SECOND
+
+    is_sender = False
+    is_receiver = False
+
+    def __init__(self, session: Session, name: str) -> None:
+        super().__init__()
+        self._session = session
+        self.name = name
+        self.source = Terminus(Terminus.SOURCE)
+        self.target = Terminus(Terminus.TARGET)
+        self.remote_source = Terminus(Terminus.UNSPECIFIED)
+        self.remote_target = Terminus(Terminus.UNSPECIFIED)
+        self.snd_settle_mode = SND_MIXED
+        self.rcv_settle_mode = RCV_FIRST
+        self.remote_snd_settle_mode = SND_MIXED
+        self.remote_rcv_settle_mode = RCV_FIRST
+        self.max_message_size = 0
+        self.remote_max_message_size = 0
+        self.properties: dict[Any, Any] | None = None
+        self.offered_capabilities: list[Any] | None = None
+        self.desired_capabilities: list[Any] | None = None
+        self.remote_properties: dict[Any, Any] | None = None
+        self.handle: int | None = None
+        self.remote_handle: int | None = None
+        self.delivery_count = 0
+        # Sender: credit granted by the peer, less deliveries transmitted. Receiver:
+        # credit we granted, less deliveries received.
+        self._link_credit = 0
+        self.drain_mode = False
+        self.available = 0
+        self.unsettled_count = 0
+        self._deliveries: deque[Delivery] = deque()
+        self.current: Delivery | None = None
+        self._attach_sent = False
+        self._detach_sent = False
+        self._closing = True  # detach with closed=true (close) or not (detach)
+        self._flow_needed = False
+        self._echo = False
+        self._incoming_partial: Delivery | None = None
+
+    @property
+    def session(self) -> Session:
+        return self._session
+
+    @property
+    def link(self) -> Link:
+        return self
+
+    @property
+    def connection(self) -> Connection:
+        return self._session.connection
+
+    @property
+    def transport(self) -> Transport | None:
+        return self._session.connection.transport
+
+    @property
+    def unsettled(self) -> int:
+        return self.unsettled_count
+
+    def open(self) -> None:
+        if self._local == Endpoint.LOCAL_UNINIT:
+            self._local = Endpoint.LOCAL_ACTIVE
+            self._put(Event.LINK_LOCAL_OPEN)
+            self._session._mark(self)
+
+    def close(self) -> None:
+        self._finish(closing=True)
+
+    def detach(self) -> None:
+        self._finish(closing=False)
+
+    def _finish(self, closing: bool) -> None:
+        if self._local != Endpoint.LOCAL_CLOSED:
+            self._local = Endpoint.LOCAL_CLOSED
+            self._closing = closing
+            self._put(Event.LINK_LOCAL_CLOSE if closing else Event.LINK_LOCAL_DETACH)
+            self._session._mark(self)
+
+    def _put(self, event_type: EventType) -> None:
+        self._session.connection._put(self, event_type)
+
+    def _put_delivery(self, delivery: Delivery) -> None:
+        self._session.connection._put(delivery, Event.DELIVERY)
+
+    def free(self) -> None:
+        """Kept for Proton compatibility."""
+
+    def advance(self) -> bool:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _abort(self, delivery: Delivery) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _forget_incoming(self, delivery: Delivery) -> None:
+        if delivery.id is not None:
+            self._session._incoming_unsettled.pop(delivery.id, None)
+
+    def next(self, mask: int) -> Link | None:
+        links = self.connection.links(mask)
+        index = links.index(self) + 1 if self in links else len(links)
+        return links[index] if index < len(links) else None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class Sender(Link):
+    """The sending end of a link."""
+
+    is_sender = True
+
+    def __init__(self, session: Session, name: str) -> None:
+        super().__init__(session, name)
+        self._tag_counter = 0
+        self.queued = 0  # advanced and not yet transmitted
+
+    @property
+    def credit(self) -> int:
+        credit = self._link_credit - self.queued
+        return credit if credit > 0 else 0
+
+    def delivery_tag(self) -> bytes:
+        self._tag_counter += 1
+        return str(self._tag_counter).encode("ascii")
+
+    def delivery(self, tag: bytes | str) -> Delivery:
+        if isinstance(tag, str):
+            tag = tag.encode("utf-8")
+        delivery = Delivery(self, tag)
+        self._deliveries.append(delivery)
+        self.unsettled_count += 1
+        if self.current is None:
+            self.current = delivery
+        return delivery
+
+    def stream(self, data: bytes) -> int:
+        if self.current is None:
+            raise ValueError("no current delivery: call delivery(tag) first")
+        self.current._data += data
+        return len(data)
+
+    def advance(self) -> bool:
+        current = self.current
+        if current is None:
+            return False
+        current._complete = True
+        self.queued += 1
+        following = None
+        for delivery in self._deliveries:
+            if not delivery._complete and not delivery.aborted:
+                following = delivery
+                break
+        self.current = following
+        self._session._mark(self)
+        return True
+
+    def send(self, obj: Message | bytes, tag: bytes | str | None = None) -> Delivery:
+        """Send a Message (encoded here) or bytes as one delivery."""
+        data = obj if isinstance(obj, (bytes, bytearray, memoryview)) else obj.encode()
+        delivery = self.delivery(tag if tag is not None else self.delivery_tag())
+        delivery._data += data
+        self.advance()
+        if self.snd_settle_mode == SND_SETTLED:
+            delivery.settle()
+        return delivery
+
+    def offered(self, count: int) -> None:
+        self.available = count
+        self._flow_needed = True
+        self._session._mark(self)
+
+    def drained(self) -> int:
+        """If the peer asked to drain, give up the credit left; return how much."""
+        if not self.drain_mode or self.queued:
+            return 0
+        left = self._link_credit
+        if left > 0:
+            self.delivery_count = (self.delivery_count + left) & 0xFFFFFFFF
+            self._link_credit = 0
+            self._flow_needed = True
+            self._session._mark(self)
+        return left if left > 0 else 0
+
+    def _abort(self, delivery: Delivery) -> None:
+        delivery.aborted = True
+        delivery._data = bytearray()
+        if not delivery._sent_first:
+            # Nothing left: the peer never heard of it.
+            if delivery in self._deliveries:
+                self._deliveries.remove(delivery)
+                if delivery._complete:
+                    self.queued -= 1
+            self.unsettled_count -= 1
+            delivery.local_settled = True
+        if self.current is delivery:
+            self.current = None
+        self._session._mark(self)
+
+
+class Receiver(Link):
+    """The receiving end of a link."""
+
+    is_receiver = True
+
+    @property
+    def credit(self) -> int:
+        return self._link_credit if self._link_credit > 0 else 0
+
+    @property
+    def queued(self) -> int:
+        return len(self._deliveries)
+
+    def flow(self, credit: int) -> None:
+        """Grant `credit` more messages to the sender."""
+        if credit <= 0:
+            return
+        self._link_credit += credit
+        self._flow_needed = True
+        self._session._mark(self)
+
+    def drain(self, credit: int) -> None:
+        """Grant `credit` and ask the sender to use it or give it back at once."""
+        self._link_credit += credit
+        self.drain_mode = True
+        self._flow_needed = True
+        self._session._mark(self)
+
+    def draining(self) -> bool:
+        return self.drain_mode and self._link_credit > 0
+
+    def set_drain(self, drain: bool) -> None:
+        self.drain_mode = drain
+
+    def recv(self, limit: int) -> bytes | None:
+        """Take up to `limit` bytes of the current delivery; None at its end."""
+        current = self.current
+        if current is None:
+            return None
+        data = current._data
+        if not data:
+            return None if not current.partial else b""
+        if limit >= len(data):
+            current._data = bytearray()
+            return bytes(data)
+        chunk = bytes(data[:limit])
+        del data[:limit]
+        return chunk
+
+    def advance(self) -> bool:
+        current = self.current
+        if current is None:
+            return False
+        if self._deliveries and self._deliveries[0] is current:
+            self._deliveries.popleft()
+        self.current = self._deliveries[0] if self._deliveries else None
+        return True
+
+    def _abort(self, delivery: Delivery) -> None:
+        raise ValueError("only a sender can abort a delivery")

@@ -1,0 +1,997 @@
+"""The protocol engine's driver: bytes in, events out, bytes to write, time passed in.
+
+A `Transport` is bound to one `Connection`. `push(data)` parses what the peer sent and
+updates the endpoints' remote state (putting events on the connection's collector);
+`output()` turns every pending local change into frames; `tick(now)` runs the
+idle-timeout clock. Nothing here touches a socket, a thread or a clock, so two
+transports can be wired together in memory and every state reached in a unit test.
+
+A protocol violation by the peer closes the connection with the matching AMQP error
+condition (spec 2.8.15-2.8.18) and never raises out of `push`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from .. import spec
+from ..codec import DecodeError, encode
+from ..framing import (
+    AMQP_HEADER,
+    FRAME_AMQP,
+    FRAME_SASL,
+    MIN_MAX_FRAME_SIZE,
+    SASL_HEADER,
+    Frame,
+    FrameDecodeError,
+    FrameReader,
+    FramingError,
+    encode_empty_frame,
+    encode_frame,
+)
+from ..types import uint
+from .endpoints import (
+    Condition,
+    Connection,
+    Delivery,
+    Endpoint,
+    Link,
+    Receiver,
+    Sender,
+    Session,
+)
+from .events import Event
+from .sasl import SASL, SaslFailure
+from .terminus import SND_SETTLED, Terminus
+
+__all__ = ["Transport", "TransportError"]
+
+_UINT_MASK = 0xFFFFFFFF
+#: An upper bound on a transfer frame's bytes besides payload and tag: frame header 8,
+#: descriptor 3, list header 9, and eleven fields of at most 9 bytes each.
+_MAX_TRANSFER_OVERHEAD = 8 + 3 + 9 + 11 * 9
+_LOCAL_UNINIT = Endpoint.LOCAL_UNINIT
+_LOCAL_ACTIVE = Endpoint.LOCAL_ACTIVE
+_LOCAL_CLOSED = Endpoint.LOCAL_CLOSED
+_REMOTE_ACTIVE = Endpoint.REMOTE_ACTIVE
+_REMOTE_CLOSED = Endpoint.REMOTE_CLOSED
+_REMOTE_UNINIT = Endpoint.REMOTE_UNINIT
+
+# Error conditions (spec 2.8.15-2.8.18).
+DECODE_ERROR = "amqp:decode-error"
+FRAMING_ERROR = "amqp:connection:framing-error"
+NOT_ALLOWED = "amqp:not-allowed"
+INVALID_FIELD = "amqp:invalid-field"
+UNAUTHORIZED = "amqp:unauthorized-access"
+RESOURCE_LIMIT = "amqp:resource-limit-exceeded"
+UNATTACHED_HANDLE = "amqp:session:unattached-handle"
+HANDLE_IN_USE = "amqp:session:handle-in-use"
+TRANSFER_LIMIT = "amqp:link:transfer-limit-exceeded"
+MESSAGE_SIZE = "amqp:link:message-size-exceeded"
+
+
+class TransportError(Exception):
+    """Raised inside the engine for a peer's protocol violation; `push` turns it into
+    a close frame carrying `condition`."""
+
+    def __init__(self, condition: str, description: str) -> None:
+        super().__init__(f"{condition}: {description}")
+        self.condition = condition
+        self.description = description
+
+
+def _trace_enabled() -> bool:
+    return os.environ.get("AMQP_TRACE", "") not in ("", "0")
+
+
+class Transport:
+    """The AMQP protocol engine for one connection (Proton's `Transport`)."""
+
+    CLIENT = 1
+    SERVER = 2
+
+    #: Frames we accept: big enough that large messages cross in few frames, small
+    #: enough that one connection cannot make us buffer much (a frame is buffered whole).
+    DEFAULT_MAX_FRAME_SIZE = 256 * 1024
+    DEFAULT_CHANNEL_MAX = 255
+    DEFAULT_HANDLE_MAX = 2**16 - 1
+
+    def __init__(self, mode: int = CLIENT) -> None:
+        self._mode = mode
+        self.max_frame_size = self.DEFAULT_MAX_FRAME_SIZE
+        self.channel_max = self.DEFAULT_CHANNEL_MAX
+        self.handle_max = self.DEFAULT_HANDLE_MAX
+        #: Seconds without input after which the peer is dead (0: never). We announce it
+        #: to the peer, who then sends something at least every half of it.
+        self.idle_timeout = 0.0
+        self.remote_max_frame_size = 2**32 - 1
+        self.remote_channel_max = 2**16 - 1
+        self.remote_idle_timeout = 0.0
+        self.condition: Condition | None = None
+        self.connection: Connection | None = None
+        self.trace_frames = _trace_enabled()
+        self._sasl: SASL | None = None
+        self._sasl_done = False
+        self._reader = FrameReader(self.max_frame_size)
+        self._out = bytearray()
+        self._header_sent = False
+        self._header_received = False
+        self._expect_sasl = False
+        self._open_sent = False
+        self._open_received = False
+        self._close_sent = False
+        self._close_received = False
+        self._tail_closed = False
+        self._head_closed = False
+        self._closed_event_put = False
+        self._error = False
+        self._local_channels: dict[int, Session] = {}
+        self._remote_channels: dict[int, Session] = {}
+        # Idle-timeout bookkeeping: the clock only moves in tick().
+        self._input_since_tick = False
+        self._output_since_tick = False
+        self._last_input = 0.0
+        self._last_output = 0.0
+        self._label = f"{id(self) & 0xFFFFFF:06x}"
+
+    # -- set up -----------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> int:
+        return self._mode
+
+    def sasl(self) -> SASL:
+        """The SASL layer; asking for it turns it on (as in Proton)."""
+        if self._sasl is None:
+            self._sasl = SASL()
+        return self._sasl
+
+    def require_auth(self, required: bool) -> None:
+        """Server side: refuse clients that skip SASL."""
+        if required:
+            self.sasl()
+        self._require_sasl = required
+
+    _require_sasl = False
+
+    @property
+    def authenticated(self) -> bool:
+        return self._sasl is not None and self._sasl.outcome == SASL.OK
+
+    @property
+    def user(self) -> str | None:
+        return self._sasl.authenticated_user if self._sasl is not None else None
+
+    def bind(self, connection: Connection) -> None:
+        self.connection = connection
+        connection.transport = self
+        self._reader.max_frame_size = self.max_frame_size
+        sasl = self._sasl
+        if sasl is not None and self._mode == Transport.CLIENT:
+            sasl.user = connection.user if sasl.user is None else sasl.user
+            sasl.password = connection.password if sasl.password is None else sasl.password
+            sasl.hostname = connection.hostname
+        connection._put(connection, Event.CONNECTION_BOUND)
+
+    def unbind(self) -> None:
+        if self.connection is not None:
+            self.connection._put(self.connection, Event.CONNECTION_UNBOUND)
+            self.connection.transport = None
+            self.connection = None
+
+    def _put(self, event_type: Any) -> None:
+        if self.connection is not None:
+            self.connection._put(self, event_type)
+
+    @property
+    def transport(self) -> Transport:
+        return self
+
+    # -- input ------------------------------------------------------------------------------
+
+    def push(self, data: bytes) -> None:
+        """Take bytes from the peer and act on every complete frame among them."""
+        if self._tail_closed or not data:
+            return
+        self._input_since_tick = True
+        self._reader.feed(data)
+        try:
+            self._process_input()
+        except TransportError as error:
+            self._fail(error.condition, error.description)
+        except FrameDecodeError as error:
+            self._fail(DECODE_ERROR, str(error))
+        except FramingError as error:
+            self._fail(FRAMING_ERROR, str(error))
+        except DecodeError as error:
+            self._fail(DECODE_ERROR, str(error))
+
+    def close_tail(self) -> None:
+        """The peer will send nothing more (end of stream)."""
+        if self._tail_closed:
+            return
+        if not self._close_received and not self._error:
+            self._fail(FRAMING_ERROR, "connection aborted", write=False)
+        self._close_tail()
+
+    def _close_tail(self) -> None:
+        if not self._tail_closed:
+            self._tail_closed = True
+            self._put(Event.TRANSPORT_TAIL_CLOSED)
+            self._check_closed()
+
+    def _process_input(self) -> None:
+        reader = self._reader
+        while not self._tail_closed:
+            if not self._header_received:
+                header = reader.read_header()
+                if header is None:
+                    return
+                self._on_header(header)
+                continue
+            if self._expect_sasl:
+                frames = reader.read_frames(1)
+                if not frames:
+                    return
+                self._on_sasl_frame(frames[0])
+                continue
+            frames = reader.read_frames()
+            if not frames:
+                return
+            for frame in frames:
+                if self._tail_closed:
+                    return
+                self._on_frame(frame)
+
+    def _on_header(self, header: bytes) -> None:
+        self._trace_in(0, f"header {header!r}")
+        self._header_received = True
+        sasl_wanted = self._sasl is not None and not self._sasl_done
+        if header == SASL_HEADER and (self._mode == Transport.SERVER or sasl_wanted):
+            if self._mode == Transport.SERVER:
+                self.sasl()
+                self._write_header(SASL_HEADER)
+                self._write_sasl(self.sasl().server_mechanisms())
+            self._expect_sasl = True
+            return
+        if header == AMQP_HEADER and not (sasl_wanted and self._mode == Transport.CLIENT):
+            if self._mode == Transport.SERVER:
+                if self._require_sasl and not self._sasl_done:
+                    self._write_header(SASL_HEADER)
+                    raise TransportError(UNAUTHORIZED, "SASL authentication is required")
+                self._write_header(AMQP_HEADER)
+            return
+        # Not a protocol we speak: answer with the header we do speak, then close.
+        self._write_header(SASL_HEADER if sasl_wanted else AMQP_HEADER)
+        self._fail(FRAMING_ERROR, f"unsupported protocol header {header!r}", write=False)
+        self._close_tail()
+
+    def _on_sasl_frame(self, frame: Frame) -> None:
+        if frame.type != FRAME_SASL:
+            raise TransportError(FRAMING_ERROR, "expected a SASL frame")
+        body = spec.from_described(frame.performative)
+        self._trace_in(frame.channel, body)
+        sasl = self.sasl()
+        if self._mode == Transport.CLIENT:
+            if isinstance(body, spec.SaslMechanisms):
+                try:
+                    self._write_sasl(sasl.client_init(body.sasl_server_mechanisms))
+                except SaslFailure as failure:
+                    raise TransportError(UNAUTHORIZED, str(failure)) from None
+            elif isinstance(body, spec.SaslOutcome):
+                self._expect_sasl = False
+                if not sasl.client_outcome(body):
+                    raise TransportError(
+                        UNAUTHORIZED, f"Authentication failed [mech={sasl.mech}]"
+                    )
+                self._sasl_done = True
+                self._header_received = False
+                self._write_header(AMQP_HEADER)
+            else:
+                raise TransportError(UNAUTHORIZED, f"unsupported SASL frame {body!r}")
+        else:
+            if not isinstance(body, spec.SaslInit):
+                raise TransportError(UNAUTHORIZED, f"expected sasl-init, got {body!r}")
+            outcome = sasl.server_outcome(body)
+            self._write_sasl(outcome)
+            self._expect_sasl = False
+            if outcome.code != SASL.OK:
+                self.condition = Condition(UNAUTHORIZED, f"Authentication failed [mech={sasl.mech}]")
+                self._error = True
+                self._put(Event.TRANSPORT_ERROR)
+                self._close_tail()
+                self._close_head()
+                return
+            self._sasl_done = True
+            self._header_received = False
+
+    def _on_frame(self, frame: Frame) -> None:
+        performative = frame.performative
+        if performative is None:
+            return  # an empty frame: a heartbeat
+        if frame.type != FRAME_AMQP:
+            raise TransportError(FRAMING_ERROR, f"unexpected frame type {frame.type}")
+        body = spec.from_described(performative)
+        if self.trace_frames:
+            self._trace_in(frame.channel, body, frame.payload)
+        handler = _HANDLERS.get(type(body))
+        if handler is None:
+            raise TransportError(DECODE_ERROR, f"not a performative: {body!r}")
+        if not self._open_received and handler is not Transport._on_open:
+            raise TransportError(NOT_ALLOWED, f"{type(body).__name__.lower()} before open")
+        handler(self, frame.channel, body, frame.payload)
+
+    # -- performatives in ---------------------------------------------------------------
+
+    def _on_open(self, channel: int, body: Any, payload: bytes) -> None:
+        if self._open_received:
+            raise TransportError(NOT_ALLOWED, "a second open")
+        self._open_received = True
+        connection = self._need_connection()
+        connection.remote_container = body.container_id
+        connection.remote_hostname = body.hostname
+        connection.remote_properties = body.properties
+        connection.remote_offered_capabilities = body.offered_capabilities
+        connection.remote_desired_capabilities = body.desired_capabilities
+        if body.max_frame_size is not None:
+            if body.max_frame_size < MIN_MAX_FRAME_SIZE:
+                raise TransportError(
+                    INVALID_FIELD, f"max-frame-size {body.max_frame_size} is below 512"
+                )
+            self.remote_max_frame_size = body.max_frame_size
+        if body.channel_max is not None:
+            self.remote_channel_max = body.channel_max
+        if body.idle_time_out:
+            self.remote_idle_timeout = body.idle_time_out / 1000
+        connection._remote = _REMOTE_ACTIVE
+        connection._put(connection, Event.CONNECTION_REMOTE_OPEN)
+        connection._needs_output = True
+
+    def _on_begin(self, channel: int, body: Any, payload: bytes) -> None:
+        connection = self._need_connection()
+        if channel in self._remote_channels:
+            raise TransportError(NOT_ALLOWED, f"channel {channel} is already in use")
+        if channel > self.channel_max:
+            raise TransportError(NOT_ALLOWED, f"channel {channel} exceeds channel-max")
+        if body.remote_channel is not None:
+            session = self._local_channels.get(body.remote_channel)
+            if session is None or session.remote_channel is not None:
+                raise TransportError(NOT_ALLOWED, f"begin answers unknown channel {body.remote_channel}")
+        else:
+            session = connection.session()
+        session.remote_channel = channel
+        self._remote_channels[channel] = session
+        session.next_incoming_id = body.next_outgoing_id
+        session.remote_incoming_window = body.incoming_window
+        session.remote_outgoing_window = body.outgoing_window
+        session._remote_handle_max = body.handle_max if body.handle_max is not None else 2**32 - 1
+        session._remote = _REMOTE_ACTIVE
+        connection._put(session, Event.SESSION_REMOTE_OPEN)
+        connection._mark(session)
+
+    def _on_attach(self, channel: int, body: Any, payload: bytes) -> None:
+        session = self._session_on(channel)
+        handles = session._remote_handles
+        if body.handle in handles:
+            raise TransportError(HANDLE_IN_USE, f"handle {body.handle} is already attached")
+        if body.handle > self.handle_max:
+            raise TransportError(NOT_ALLOWED, f"handle {body.handle} exceeds handle-max")
+        remote_is_receiver = bool(body.role)
+        link: Link | None = None
+        for candidate in session._links:
+            if (
+                candidate.name == body.name
+                and candidate.is_sender == remote_is_receiver
+                and candidate._remote == _REMOTE_UNINIT
+            ):
+                link = candidate
+                break
+        if link is None:
+            link = session.sender(body.name) if remote_is_receiver else session.receiver(body.name)
+        link.remote_handle = body.handle
+        handles[body.handle] = link
+        link.remote_source.from_spec(body.source)
+        link.remote_target.from_spec(body.target)
+        link.remote_snd_settle_mode = int(body.snd_settle_mode)
+        link.remote_rcv_settle_mode = int(body.rcv_settle_mode)
+        link.remote_max_message_size = body.max_message_size or 0
+        link.remote_properties = body.properties
+        if not remote_is_receiver:
+            link.delivery_count = body.initial_delivery_count or 0
+        link._remote = _REMOTE_ACTIVE
+        link._put(Event.LINK_REMOTE_OPEN)
+        session._mark(link)
+
+    def _on_flow(self, channel: int, body: Any, payload: bytes) -> None:
+        session = self._session_on(channel)
+        base = body.next_incoming_id if body.next_incoming_id is not None else 0
+        session.remote_incoming_window = (
+            base + body.incoming_window - session.next_outgoing_id
+        ) & _UINT_MASK
+        session.remote_outgoing_window = body.outgoing_window
+        if body.handle is None:
+            if body.echo:
+                session._flow_needed = True
+            self._wake_senders(session)
+            return
+        link = self._link_on(session, body.handle)
+        if isinstance(link, Sender):
+            their_count = body.delivery_count if body.delivery_count is not None else 0
+            credit = (their_count + (body.link_credit or 0) - link.delivery_count) & _UINT_MASK
+            link._link_credit = credit if credit < 2**31 else 0
+            link.drain_mode = bool(body.drain)
+            session._mark(link)
+        else:
+            assert isinstance(link, Receiver)
+            if body.delivery_count is not None:
+                advanced = (body.delivery_count - link.delivery_count) & _UINT_MASK
+                if advanced < 2**31:
+                    link._link_credit -= advanced
+                    link.delivery_count = body.delivery_count
+            link.available = body.available or 0
+            if link.drain_mode and link._link_credit <= 0:
+                link._link_credit = 0
+                link.drain_mode = False
+        if body.echo:
+            link._echo = True
+            link._flow_needed = True
+            session._mark(link)
+        link._put(Event.LINK_FLOW)
+        self._wake_senders(session)
+
+    def _wake_senders(self, session: Session) -> None:
+        for link in session._links:
+            if link.is_sender and link._deliveries:
+                session._mark(link)
+
+    def _on_transfer(self, channel: int, body: Any, payload: bytes) -> None:
+        session = self._session_on(channel)
+        link = self._link_on(session, body.handle)
+        if not isinstance(link, Receiver):
+            raise TransportError(NOT_ALLOWED, f"transfer on handle {body.handle}, which receives")
+        if session.next_incoming_id is not None:
+            session.next_incoming_id = (session.next_incoming_id + 1) & _UINT_MASK
+        delivery = link._incoming_partial
+        if delivery is None:
+            if body.delivery_id is None:
+                raise TransportError(INVALID_FIELD, "the first transfer of a delivery lacks delivery-id")
+            if link._link_credit <= 0:
+                raise TransportError(
+                    TRANSFER_LIMIT, f"transfer on link {link.name!r} without credit"
+                )
+            delivery = Delivery(link, body.delivery_tag or b"")
+            delivery.id = body.delivery_id
+            delivery.message_format = body.message_format or 0
+            link._link_credit -= 1
+            link.delivery_count = (link.delivery_count + 1) & _UINT_MASK
+            link._deliveries.append(delivery)
+            if link.current is None:
+                link.current = delivery
+            if body.settled:
+                delivery.settled = True
+            else:
+                session._incoming_unsettled[delivery.id] = delivery
+                link.unsettled_count += 1
+        elif body.settled:
+            delivery.settled = True
+        if body.aborted:
+            delivery.aborted = True
+            delivery._data = bytearray()
+            delivery.partial = False
+            link._incoming_partial = None
+        else:
+            if payload:
+                delivery._data += payload
+                limit = link.max_message_size
+                if limit and len(delivery._data) > limit:
+                    raise TransportError(MESSAGE_SIZE, f"message exceeds {limit} bytes")
+            delivery.partial = bool(body.more)
+            link._incoming_partial = delivery if body.more else None
+        if body.state is not None:
+            delivery.remote_state = delivery.remote.update_from_spec(body.state)
+        delivery.updated = True
+        link._put_delivery(delivery)
+
+    def _on_disposition(self, channel: int, body: Any, payload: bytes) -> None:
+        session = self._session_on(channel)
+        unsettled = session._outgoing_unsettled if body.role else session._incoming_unsettled
+        first = body.first
+        last = body.last if body.last is not None else first
+        span = (last - first) & _UINT_MASK
+        if span < len(unsettled):
+            ids = [(first + offset) & _UINT_MASK for offset in range(span + 1)]
+        else:
+            ids = [key for key in unsettled if ((key - first) & _UINT_MASK) <= span]
+        state = body.state
+        for delivery_id in ids:
+            delivery = unsettled.get(delivery_id)
+            if delivery is None:
+                continue
+            if state is not None:
+                delivery.remote_state = delivery.remote.update_from_spec(state)
+            if body.settled:
+                delivery.settled = True
+                del unsettled[delivery_id]
+            delivery.updated = True
+            delivery.link._put_delivery(delivery)
+
+    def _on_detach(self, channel: int, body: Any, payload: bytes) -> None:
+        session = self._session_on(channel)
+        link = self._link_on(session, body.handle)
+        del session._remote_handles[body.handle]
+        link.remote_condition = Condition.from_spec(body.error)
+        link._remote = _REMOTE_CLOSED
+        link._put(Event.LINK_REMOTE_CLOSE if body.closed else Event.LINK_REMOTE_DETACH)
+        session._mark(link)
+
+    def _on_end(self, channel: int, body: Any, payload: bytes) -> None:
+        session = self._session_on(channel)
+        del self._remote_channels[channel]
+        session.remote_condition = Condition.from_spec(body.error)
+        session._remote = _REMOTE_CLOSED
+        session._put(Event.SESSION_REMOTE_CLOSE)
+        session.connection._mark(session)
+
+    def _on_close(self, channel: int, body: Any, payload: bytes) -> None:
+        connection = self._need_connection()
+        self._close_received = True
+        connection.remote_condition = Condition.from_spec(body.error)
+        connection._remote = _REMOTE_CLOSED
+        connection._put(connection, Event.CONNECTION_REMOTE_CLOSE)
+        connection._needs_output = True
+        self._close_tail()
+
+    def _need_connection(self) -> Connection:
+        if self.connection is None:
+            raise TransportError(NOT_ALLOWED, "no connection is bound")
+        return self.connection
+
+    def _session_on(self, channel: int) -> Session:
+        session = self._remote_channels.get(channel)
+        if session is None:
+            raise TransportError(NOT_ALLOWED, f"frame on channel {channel}, which has no session")
+        return session
+
+    def _link_on(self, session: Session, handle: int | None) -> Link:
+        link = session._remote_handles.get(handle) if handle is not None else None
+        if link is None:
+            raise TransportError(UNATTACHED_HANDLE, f"handle {handle} is not attached")
+        return link
+
+    # -- output -----------------------------------------------------------------------------
+
+    def pending(self) -> int:
+        """Bytes ready to write (building frames for any pending work first)."""
+        self._generate()
+        return len(self._out)
+
+    def peek(self, size: int) -> bytes:
+        self._generate()
+        return bytes(self._out[:size])
+
+    def pop(self, size: int) -> None:
+        del self._out[:size]
+        self._after_output()
+
+    def output(self) -> bytes:
+        """Take every byte that is ready to write."""
+        self._generate()
+        if not self._out:
+            self._after_output()
+            return b""
+        data = bytes(self._out)
+        self._out.clear()
+        self._after_output()
+        return data
+
+    def close_head(self) -> None:
+        """We will write nothing more."""
+        self._close_head()
+
+    def _after_output(self) -> None:
+        self._output_since_tick = True
+        if self._close_sent and not self._out:
+            self._close_head()
+
+    def _close_head(self) -> None:
+        if not self._head_closed:
+            self._head_closed = True
+            self._put(Event.TRANSPORT_HEAD_CLOSED)
+            self._check_closed()
+
+    def _check_closed(self) -> None:
+        if self._head_closed and self._tail_closed and not self._closed_event_put:
+            self._closed_event_put = True
+            self._put(Event.TRANSPORT_CLOSED)
+
+    @property
+    def closed(self) -> bool:
+        return self._head_closed and self._tail_closed
+
+    def _write_header(self, header: bytes) -> None:
+        self._out += header
+        self._header_sent = True
+        self._trace_out(0, f"header {header!r}")
+
+    def _write_sasl(self, body: Any) -> None:
+        self._trace_out(0, body)
+        encode_frame(self._out, FRAME_SASL, 0, body)
+
+    def _write(self, channel: int, body: Any, payload: bytes = b"") -> None:
+        if self.trace_frames:
+            self._trace_out(channel, body, payload)
+        encode_frame(self._out, FRAME_AMQP, channel, body, payload)
+
+    def _generate(self) -> None:
+        if self._head_closed or self._close_sent:
+            return
+        if not self._header_sent:
+            if self._mode == Transport.SERVER:
+                return  # a server answers the client's header
+            self._write_header(SASL_HEADER if self._sasl is not None else AMQP_HEADER)
+            self._expect_sasl = self._sasl is not None
+        if self._sasl is not None and not self._sasl_done:
+            return
+        if self._mode == Transport.SERVER and not self._header_received and not self._open_received:
+            if not self._header_sent or self._expect_sasl:
+                return
+        connection = self.connection
+        if connection is None or not connection._needs_output:
+            return
+        connection._needs_output = False
+        if not self._open_sent:
+            if connection._local == _LOCAL_UNINIT:
+                return
+            self._write_open(connection)
+        dirty = connection._dirty
+        if dirty:
+            connection._dirty = {}
+            for session in dirty:
+                if self._process_session(session):
+                    connection._dirty[session] = None
+                    connection._needs_output = True
+        if connection._local == _LOCAL_CLOSED and not self._close_sent:
+            error = connection.condition.to_spec() if connection.condition else None
+            self._write(0, spec.Close(error=error))
+            self._close_sent = True
+
+    def _write_open(self, connection: Connection) -> None:
+        self._write(
+            0,
+            spec.Open(
+                container_id=connection.container or "",
+                hostname=connection.hostname,
+                max_frame_size=uint(self.max_frame_size),
+                channel_max=self.channel_max,
+                idle_time_out=int(self.idle_timeout * 1000) or None,
+                offered_capabilities=connection.offered_capabilities,
+                desired_capabilities=connection.desired_capabilities,
+                properties=connection.properties,
+            ),
+        )
+        self._open_sent = True
+
+    def _process_session(self, session: Session) -> bool:
+        """Write the session's pending frames; return True if work remains."""
+        if not session._begin_sent:
+            if session._local == _LOCAL_UNINIT:
+                return False
+            channel = self._free_channel()
+            session.channel = channel
+            self._local_channels[channel] = session
+            self._write(
+                channel,
+                spec.Begin(
+                    remote_channel=session.remote_channel,
+                    next_outgoing_id=session.next_outgoing_id,
+                    incoming_window=Session.INCOMING_WINDOW,
+                    outgoing_window=Session.OUTGOING_WINDOW,
+                    handle_max=self.handle_max,
+                ),
+            )
+            session._begin_sent = True
+        if session._end_sent:
+            return False
+        channel = session.channel
+        assert channel is not None
+        remaining = False
+        links = session._dirty_links
+        if links:
+            session._dirty_links = {}
+            for link in links:
+                if self._process_link(session, channel, link):
+                    session._dirty_links[link] = None
+                    remaining = True
+        if session._pending_dispositions:
+            self._write_dispositions(session, channel)
+        if session._flow_needed:
+            session._flow_needed = False
+            self._write(channel, self._session_flow(session))
+        if session._local == _LOCAL_CLOSED:
+            error = session.condition.to_spec() if session.condition else None
+            self._write(channel, spec.End(error=error))
+            session._end_sent = True
+            del self._local_channels[channel]
+            return False
+        return remaining
+
+    def _free_channel(self) -> int:
+        limit = min(self.channel_max, self.remote_channel_max)
+        for channel in range(limit + 1):
+            if channel not in self._local_channels:
+                return channel
+        raise TransportError(RESOURCE_LIMIT, "no free channel")
+
+    def _session_flow(self, session: Session, **link_fields: Any) -> Any:
+        return spec.Flow(
+            next_incoming_id=session.next_incoming_id,
+            incoming_window=Session.INCOMING_WINDOW,
+            next_outgoing_id=session.next_outgoing_id,
+            outgoing_window=Session.OUTGOING_WINDOW,
+            **link_fields,
+        )
+
+    def _process_link(self, session: Session, channel: int, link: Link) -> bool:
+        if not link._attach_sent:
+            if link._local == _LOCAL_UNINIT:
+                return False
+            self._write_attach(session, channel, link)
+        if link._detach_sent:
+            return False
+        remaining = False
+        if isinstance(link, Sender):
+            remaining = self._transmit(session, channel, link)
+        if link._flow_needed:
+            link._flow_needed = False
+            self._write_link_flow(session, channel, link)
+        if link._local == _LOCAL_CLOSED:
+            error = link.condition.to_spec() if link.condition else None
+            self._write(channel, spec.Detach(handle=link.handle, closed=link._closing, error=error))
+            link._detach_sent = True
+            session._local_handles.pop(link.handle, None)
+            return False
+        return remaining
+
+    def _write_attach(self, session: Session, channel: int, link: Link) -> None:
+        handle = 0
+        while handle in session._local_handles:
+            handle += 1
+        link.handle = handle
+        session._local_handles[handle] = link
+        is_sender = link.is_sender
+        self._write(
+            channel,
+            spec.Attach(
+                name=link.name,
+                handle=handle,
+                role=not is_sender,
+                snd_settle_mode=link.snd_settle_mode,
+                rcv_settle_mode=link.rcv_settle_mode,
+                source=link.source.to_spec(),
+                target=link.target.to_spec(),
+                initial_delivery_count=link.delivery_count if is_sender else None,
+                max_message_size=link.max_message_size or None,
+                offered_capabilities=link.offered_capabilities,
+                desired_capabilities=link.desired_capabilities,
+                properties=link.properties,
+            ),
+        )
+        link._attach_sent = True
+
+    def _write_link_flow(self, session: Session, channel: int, link: Link) -> None:
+        echo = link._echo
+        link._echo = False
+        if isinstance(link, Receiver):
+            credit = link._link_credit if link._link_credit > 0 else 0
+            available = None
+        else:
+            credit = link._link_credit if link._link_credit > 0 else 0
+            available = link.available
+        self._write(
+            channel,
+            self._session_flow(
+                session,
+                handle=link.handle,
+                delivery_count=link.delivery_count,
+                link_credit=credit,
+                available=available,
+                drain=link.drain_mode,
+                echo=echo,
+            ),
+        )
+
+    def _transmit(self, session: Session, channel: int, link: Sender) -> bool:
+        """Frame as many queued deliveries as credit and the session window allow."""
+        deliveries = link._deliveries
+        if session.remote_channel is None or link._remote == _REMOTE_UNINIT:
+            return bool(deliveries)
+        while deliveries:
+            delivery = deliveries[0]
+            if delivery.aborted:
+                deliveries.popleft()
+                if delivery._sent_first:
+                    self._write(
+                        channel,
+                        spec.Transfer(handle=link.handle, more=False, aborted=True, settled=True),
+                    )
+                    session._outgoing_unsettled.pop(delivery.id, None)  # type: ignore[arg-type]
+                continue
+            if not delivery._complete:
+                break
+            if not delivery._sent_first and link._link_credit <= 0:
+                break
+            if session.remote_incoming_window <= 0:
+                break
+            if not self._transmit_delivery(session, channel, link, delivery):
+                break
+            deliveries.popleft()
+        if link.drain_mode and not link.queued and link._link_credit > 0:
+            pass  # the application answers a drain with sender.drained()
+        return False
+
+    def _transmit_delivery(
+        self, session: Session, channel: int, link: Sender, delivery: Delivery
+    ) -> bool:
+        """Send frames of one delivery; return True once all of it is out."""
+        settled = delivery.local_settled or link.snd_settle_mode == SND_SETTLED
+        if not delivery._sent_first:
+            delivery._sent_first = True
+            delivery.id = session._next_delivery_id
+            session._next_delivery_id = (session._next_delivery_id + 1) & _UINT_MASK
+            link._link_credit -= 1
+            link.queued -= 1
+            link.delivery_count = (link.delivery_count + 1) & _UINT_MASK
+            if settled:
+                delivery.local_settled = True
+            else:
+                session._outgoing_unsettled[delivery.id] = delivery
+            first = True
+        else:
+            first = False
+        data = delivery._data
+        frame_limit = min(self.remote_max_frame_size, 2**31)
+        while True:
+            if session.remote_incoming_window <= 0:
+                return False
+            if first:
+                transfer = spec.Transfer(
+                    handle=link.handle,
+                    delivery_id=delivery.id,
+                    delivery_tag=delivery.tag,
+                    message_format=delivery.message_format or None,
+                    settled=settled or None,
+                )
+                first = False
+            else:
+                transfer = spec.Transfer(handle=link.handle, settled=settled or None)
+            offset = delivery._transmitted
+            rest = len(data) - offset
+            if rest + _MAX_TRANSFER_OVERHEAD + len(delivery.tag) <= frame_limit:
+                room = rest  # the common case: it fits, no need to measure the header
+            else:
+                transfer.more = True
+                room = frame_limit - 8 - len(encode(transfer))
+                if rest <= room:
+                    transfer.more = False
+            chunk = bytes(data[offset : offset + room]) if offset or room < rest else bytes(data)
+            self._write(channel, transfer, chunk)
+            delivery._transmitted = offset + len(chunk)
+            session.next_outgoing_id = (session.next_outgoing_id + 1) & _UINT_MASK
+            session.remote_incoming_window -= 1
+            if not transfer.more:
+                delivery._data = bytearray()
+                return True
+
+    def _write_dispositions(self, session: Session, channel: int) -> None:
+        pending = session._pending_dispositions
+        session._pending_dispositions = {}
+        records = []
+        for delivery in pending:
+            if delivery.id is None:
+                continue
+            link = delivery.link
+            if link.is_receiver and delivery.settled:
+                continue  # the sender settled it first: nothing to tell
+            state = delivery.local.to_spec(delivery.local_state) if delivery.local_state else None
+            records.append((link.is_receiver, delivery.id, delivery.local_settled, state))
+        records.sort(key=lambda record: (record[0], record[1]))
+        index = 0
+        while index < len(records):
+            role, first, settled, state = records[index]
+            last = first
+            index += 1
+            while index < len(records):
+                next_role, next_id, next_settled, next_state = records[index]
+                if (
+                    next_role != role
+                    or next_id != ((last + 1) & _UINT_MASK)
+                    or next_settled != settled
+                    or not (next_state is state or next_state == state)
+                ):
+                    break
+                last = next_id
+                index += 1
+            self._write(
+                channel,
+                spec.Disposition(
+                    role=role,
+                    first=first,
+                    last=last if last != first else None,
+                    settled=settled,
+                    state=state,
+                ),
+            )
+
+    # -- errors, time and tracing -----------------------------------------------------
+
+    def _fail(self, condition: str, description: str, write: bool = True) -> None:
+        """Close the connection because of an error: tell the peer why, stop reading."""
+        if self._error:
+            return
+        self._error = True
+        self.condition = Condition(condition, description)
+        connection = self.connection
+        if write and self._header_sent and not self._close_sent and not self._expect_sasl:
+            if not self._open_sent and connection is not None:
+                self._write_open(connection)
+            if self._open_sent:
+                self._write(0, spec.Close(error=self.condition.to_spec()))
+                self._close_sent = True
+        if connection is not None:
+            connection.condition = connection.condition or None
+        self._put(Event.TRANSPORT_ERROR)
+        self._close_tail()
+        if not self._close_sent:
+            self._close_head()
+
+    def tick(self, now: float) -> float:
+        """Run the idle-timeout clock; return when to call again (0: no need)."""
+        if self._input_since_tick or not self._last_input:
+            self._last_input = now
+            self._input_since_tick = False
+        if self._output_since_tick or not self._last_output:
+            self._last_output = now
+            self._output_since_tick = False
+        deadline = 0.0
+        if self.idle_timeout and self._open_received and not self._tail_closed:
+            expires = self._last_input + self.idle_timeout
+            if now >= expires:
+                self._fail(RESOURCE_LIMIT, "local-idle-timeout expired")
+                return 0.0
+            deadline = expires
+        if self.remote_idle_timeout and self._open_sent and not self._close_sent:
+            due = self._last_output + self.remote_idle_timeout / 2
+            if now >= due:
+                self._out += encode_empty_frame()
+                self._last_output = now
+                due = now + self.remote_idle_timeout / 2
+            deadline = min(deadline, due) if deadline else due
+        return deadline
+
+    def _trace_in(self, channel: int, body: Any, payload: bytes = b"") -> None:
+        if self.trace_frames:
+            self._trace("<-", channel, body, payload)
+
+    def _trace_out(self, channel: int, body: Any, payload: bytes = b"") -> None:
+        if self.trace_frames:
+            self._trace("->", channel, body, payload)
+
+    def _trace(self, direction: str, channel: int, body: Any, payload: bytes) -> None:
+        extra = f" (payload {len(payload)} bytes)" if payload else ""
+        text = body if isinstance(body, str) else repr(body)
+        print(f"[{self._label}]:{channel} {direction} {text}{extra}", file=sys.stderr)
+
+
+_HANDLERS = {
+    spec.Open: Transport._on_open,
+    spec.Begin: Transport._on_begin,
+    spec.Attach: Transport._on_attach,
+    spec.Flow: Transport._on_flow,
+    spec.Transfer: Transport._on_transfer,
+    spec.Disposition: Transport._on_disposition,
+    spec.Detach: Transport._on_detach,
+    spec.End: Transport._on_end,
+    spec.Close: Transport._on_close,
+}

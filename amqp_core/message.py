@@ -1,0 +1,404 @@
+"""`Message`: an AMQP 1.0 message with Qpid Proton's attribute names, and its encoding.
+
+A message travels as a run of sections (spec part 3.2): header, delivery-annotations,
+message-annotations, properties, application-properties, the body (one amqp-value, or
+data sections, or amqp-sequence sections), and footer. `Message` flattens them into
+attributes named as in Proton (`address` for `to`, `instructions` for
+delivery-annotations, `annotations` for message-annotations, `properties` for
+application-properties), and converts times as Proton does: `ttl`, `expiry_time` and
+`creation_time` are seconds (floats), 0 meaning unset.
+
+Sections whose fields all hold their defaults are left out when encoding.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+from .codec import DecodeError, decode_from, encode_into, read_value
+from .types import symbol, timestamp, ubyte, uint, ulong
+
+__all__ = ["DataSections", "Message", "SequenceSections"]
+
+HEADER = 0x70
+DELIVERY_ANNOTATIONS = 0x71
+MESSAGE_ANNOTATIONS = 0x72
+PROPERTIES = 0x73
+APPLICATION_PROPERTIES = 0x74
+DATA = 0x75
+AMQP_SEQUENCE = 0x76
+AMQP_VALUE = 0x77
+FOOTER = 0x78
+
+_SECTION_SYMBOLS = {
+    "amqp:header:list": HEADER,
+    "amqp:delivery-annotations:map": DELIVERY_ANNOTATIONS,
+    "amqp:message-annotations:map": MESSAGE_ANNOTATIONS,
+    "amqp:properties:list": PROPERTIES,
+    "amqp:application-properties:map": APPLICATION_PROPERTIES,
+    "amqp:data:binary": DATA,
+    "amqp:amqp-sequence:list": AMQP_SEQUENCE,
+    "amqp:amqp-value:*": AMQP_VALUE,
+    "amqp:footer:map": FOOTER,
+}
+
+_DEFAULT_PRIORITY = 4
+
+
+class DataSections(list[bytes]):
+    """A body made of several data sections, one `bytes` per section."""
+
+
+class SequenceSections(list[list[Any]]):
+    """A body made of several amqp-sequence sections, one list per section."""
+
+
+def _new(cls: type, value: int) -> Any:
+    # The wrappers check their range when made; values here are already checked
+    # by the encoding's width, so build them without the check.
+    return int.__new__(cls, value)
+
+
+def _seconds_to_timestamp(seconds: float) -> timestamp | None:
+    return _new(timestamp, int(seconds * 1000)) if seconds else None
+
+
+def _annotation_keys(annotations: dict[Any, Any]) -> dict[Any, Any]:
+    """Annotation keys are symbols or ulongs; plain strings become symbols, as in Proton."""
+    if all(type(key) is symbol or type(key) is ulong for key in annotations):
+        return annotations
+    return {
+        symbol(key) if isinstance(key, str) and type(key) is not symbol else key: value
+        for key, value in annotations.items()
+    }
+
+
+_SMALL_ULONGS = [ulong(n) for n in range(256)]
+
+
+def _message_id(value: Any) -> Any:
+    """Message and correlation ids: ulong, uuid, binary or string. A plain int is a ulong."""
+    if type(value) is int:
+        return _SMALL_ULONGS[value] if 0 <= value < 256 else ulong(value)
+    return value
+
+
+class Message:
+    """An AMQP message. Construct with keywords: ``Message(body={'sequence': 1}, id=1)``.
+
+    Every attribute not given keeps its default (None, or the header's defaults:
+    ``durable=False``, ``priority=4``, numbers 0). An unknown keyword raises TypeError.
+    """
+
+    # Defaults live on the class, so constructing a message sets only what it is given.
+    DEFAULT_PRIORITY: ClassVar[int] = _DEFAULT_PRIORITY
+    id: Any = None
+    user_id: bytes | None = None
+    address: str | None = None
+    subject: str | None = None
+    reply_to: str | None = None
+    correlation_id: Any = None
+    content_type: str | None = None
+    content_encoding: str | None = None
+    expiry_time: float = 0
+    creation_time: float = 0
+    group_id: str | None = None
+    group_sequence: int = 0
+    reply_to_group_id: str | None = None
+    durable: bool = False
+    priority: int = _DEFAULT_PRIORITY
+    ttl: float = 0
+    first_acquirer: bool = False
+    delivery_count: int = 0
+    inferred: bool = False
+    instructions: dict[Any, Any] | None = None
+    annotations: dict[Any, Any] | None = None
+    properties: dict[str, Any] | None = None
+    body: Any = None
+    footer: dict[Any, Any] | None = None
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "id", "user_id", "address", "subject", "reply_to", "correlation_id",
+        "content_type", "content_encoding", "expiry_time", "creation_time", "group_id",
+        "group_sequence", "reply_to_group_id", "durable", "priority", "ttl",
+        "first_acquirer", "delivery_count", "inferred", "instructions", "annotations",
+        "properties", "body", "footer",
+    )  # fmt: skip
+    _FIELD_SET: ClassVar[frozenset[str]] = frozenset(FIELDS)
+
+    def __init__(self, body: Any = None, **fields: Any) -> None:
+        if body is not None:
+            self.body = body
+        if fields:
+            unknown = fields.keys() - self._FIELD_SET
+            if unknown:
+                raise TypeError(f"Message has no attribute {', '.join(sorted(unknown))}")
+            for name, value in fields.items():
+                setattr(self, name, value)
+
+    def clear(self) -> None:
+        """Reset every attribute to its default."""
+        self.__dict__.clear()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        defaults = Message.__dict__
+        shown = [
+            f"{name}={getattr(self, name)!r}"
+            for name in self.FIELDS
+            if name in self.__dict__ and self.__dict__[name] != defaults[name]
+        ]
+        return f"Message({', '.join(shown)})"
+
+    # -- encoding ------------------------------------------------------------------------
+
+    def encode(self) -> bytes:
+        """The message's sections, encoded."""
+        out = bytearray()
+        fields = self.__dict__
+        if (
+            self.durable
+            or self.priority != _DEFAULT_PRIORITY
+            or self.ttl
+            or self.first_acquirer
+            or self.delivery_count
+        ):
+            self._encode_header(out)
+        if self.instructions is not None:
+            _section(out, DELIVERY_ANNOTATIONS, _annotation_keys(self.instructions))
+        if self.annotations is not None:
+            _section(out, MESSAGE_ANNOTATIONS, _annotation_keys(self.annotations))
+        if fields.keys() & _PROPERTY_FIELDS:
+            self._encode_properties(out)
+        if self.properties is not None:
+            _section(out, APPLICATION_PROPERTIES, self.properties)
+        body = self.body
+        if body is not None:
+            self._encode_body(out, body)
+        if self.footer is not None:
+            _section(out, FOOTER, _annotation_keys(self.footer))
+        return bytes(out)
+
+    def _encode_header(self, out: bytearray) -> None:
+        _section(
+            out,
+            HEADER,
+            _trim(
+                [
+                    True if self.durable else None,
+                    None if self.priority == _DEFAULT_PRIORITY else _new(ubyte, self.priority),
+                    _new(uint, int(self.ttl * 1000)) if self.ttl else None,
+                    True if self.first_acquirer else None,
+                    _new(uint, self.delivery_count) if self.delivery_count else None,
+                ]
+            ),
+        )
+
+    def _encode_properties(self, out: bytearray) -> None:
+        user_id = self.user_id
+        if isinstance(user_id, str):
+            user_id = user_id.encode("utf-8")
+        content_type = self.content_type
+        content_encoding = self.content_encoding
+        _section(
+            out,
+            PROPERTIES,
+            _trim(
+                [
+                    _message_id(self.id),
+                    user_id or None,
+                    self.address,
+                    self.subject,
+                    self.reply_to,
+                    _message_id(self.correlation_id),
+                    None if content_type is None else symbol(content_type),
+                    None if content_encoding is None else symbol(content_encoding),
+                    _seconds_to_timestamp(self.expiry_time),
+                    _seconds_to_timestamp(self.creation_time),
+                    self.group_id,
+                    _new(uint, self.group_sequence) if self.group_sequence else None,
+                    self.reply_to_group_id,
+                ]
+            ),
+        )
+
+    def _encode_body(self, out: bytearray, body: Any) -> None:
+        if type(body) is DataSections:
+            for part in body:
+                _section(out, DATA, bytes(part))
+        elif type(body) is SequenceSections:
+            for sequence in body:
+                _section(out, AMQP_SEQUENCE, list(sequence))
+        elif self.inferred and isinstance(body, (bytes, bytearray, memoryview)):
+            _section(out, DATA, bytes(body))
+        elif self.inferred and isinstance(body, list):
+            _section(out, AMQP_SEQUENCE, body)
+        else:
+            _section(out, AMQP_VALUE, body)
+
+    # -- decoding ------------------------------------------------------------------------
+
+    def decode(self, data: bytes | bytearray | memoryview) -> None:
+        """Replace this message's contents with the message encoded in `data`.
+
+        Raises `DecodeError` for bytes that are not a well-formed message: sections
+        must come in the spec's order, each at most once (data and amqp-sequence
+        sections may repeat), with one kind of body.
+        """
+        if not isinstance(data, bytes):
+            data = bytes(data)
+        fields = self.__dict__
+        fields.clear()
+        body_parts: list[Any] = []
+        previous = 0
+        pos = 0
+        end = len(data)
+        while pos < end:
+            start = pos
+            if pos + 3 < end and data[pos] == 0x00 and data[pos + 1] == 0x53:
+                code = data[pos + 2]  # the compact descriptor every encoder uses
+                pos += 3
+            else:
+                code, pos = _read_section_descriptor(data, pos)
+            expected: type | None = _SECTION_TYPES.get(code)
+            if expected is None:
+                raise DecodeError(f"descriptor {code:#x} is not a message section", start)
+            value, pos = read_value(data, pos)
+            if code <= previous and not (code == previous and code in _REPEATABLE):
+                raise DecodeError(f"{_SECTION_NAMES[code]} section out of order", start)
+            if previous in _BODIES and code in _BODIES and code != previous:
+                raise DecodeError("a message body mixes section kinds", start)
+            previous = code
+            if type(value) is not expected and not _is_instance(value, expected):
+                raise DecodeError(
+                    f"{_SECTION_NAMES[code]} section holds {type(value).__name__}, "
+                    f"not {expected.__name__}",
+                    start,
+                )
+            if code == PROPERTIES:
+                self._decode_properties(value, start)
+            elif code == APPLICATION_PROPERTIES:
+                fields["properties"] = value
+            elif code == AMQP_VALUE:
+                fields["body"] = value
+            elif code == HEADER:
+                self._decode_header(value, start)
+            elif code in _REPEATABLE:
+                body_parts.append(value)
+            else:
+                fields[_MAP_SECTION_FIELDS[code]] = value
+        if body_parts:
+            fields["inferred"] = True
+            if len(body_parts) == 1:
+                fields["body"] = body_parts[0]
+            elif previous == DATA:
+                fields["body"] = DataSections(body_parts)
+            else:
+                fields["body"] = SequenceSections(body_parts)
+
+    def _decode_header(self, values: list[Any], pos: int) -> None:
+        fields = self.__dict__
+        _copy_fields(fields, values, _HEADER_FIELDS, "header", pos)
+        if "priority" in fields:
+            fields["priority"] = int(fields["priority"])
+        if "ttl" in fields:
+            fields["ttl"] /= 1000
+        if "delivery_count" in fields:
+            fields["delivery_count"] = int(fields["delivery_count"])
+
+    def _decode_properties(self, values: list[Any], pos: int) -> None:
+        fields = self.__dict__
+        _copy_fields(fields, values, _PROPERTIES_FIELDS, "properties", pos)
+        if "expiry_time" in fields:
+            fields["expiry_time"] /= 1000
+        if "creation_time" in fields:
+            fields["creation_time"] /= 1000
+        if "group_sequence" in fields:
+            fields["group_sequence"] = int(fields["group_sequence"])
+
+
+def _copy_fields(
+    fields: dict[str, Any],
+    values: list[Any],
+    names_and_types: tuple[tuple[str, tuple[type, ...]], ...],
+    section: str,
+    pos: int,
+) -> None:
+    """Copy the non-null `values` of a header or properties list into `fields`, checking
+    each has its field's type. Fields beyond the ones we know are ignored."""
+    for value, (name, allowed) in zip(values, names_and_types):  # noqa: B905 - may differ
+        if value is not None:
+            if type(value) not in allowed and not isinstance(value, allowed):
+                raise DecodeError(
+                    f"{section} field {name} has type {type(value).__name__}, "
+                    f"expected {' or '.join(kind.__name__ for kind in allowed)}",
+                    pos,
+                )
+            fields[name] = value
+
+
+_MESSAGE_ID = (ulong, uuid.UUID, bytes, str)
+_HEADER_FIELDS = (
+    ("durable", (bool,)), ("priority", (ubyte,)), ("ttl", (uint,)),
+    ("first_acquirer", (bool,)), ("delivery_count", (uint,)),
+)  # fmt: skip
+_PROPERTIES_FIELDS = (
+    ("id", _MESSAGE_ID), ("user_id", (bytes,)), ("address", (str,)), ("subject", (str,)),
+    ("reply_to", (str,)), ("correlation_id", _MESSAGE_ID), ("content_type", (symbol,)),
+    ("content_encoding", (symbol,)), ("expiry_time", (timestamp,)),
+    ("creation_time", (timestamp,)), ("group_id", (str,)), ("group_sequence", (uint,)),
+    ("reply_to_group_id", (str,)),
+)  # fmt: skip
+_PROPERTY_FIELDS = frozenset(name for name, _ in _PROPERTIES_FIELDS)
+_SECTION_TYPES: dict[int, type] = {
+    HEADER: list, DELIVERY_ANNOTATIONS: dict, MESSAGE_ANNOTATIONS: dict, PROPERTIES: list,
+    APPLICATION_PROPERTIES: dict, DATA: bytes, AMQP_SEQUENCE: list, AMQP_VALUE: object,
+    FOOTER: dict,
+}  # fmt: skip
+_SECTION_NAMES = {code: name.split(":")[1] for name, code in _SECTION_SYMBOLS.items()}
+_MAP_SECTION_FIELDS = {
+    DELIVERY_ANNOTATIONS: "instructions", MESSAGE_ANNOTATIONS: "annotations", FOOTER: "footer",
+}  # fmt: skip
+_BODIES = frozenset((DATA, AMQP_SEQUENCE, AMQP_VALUE))
+_REPEATABLE = frozenset((DATA, AMQP_SEQUENCE))
+
+
+def _is_instance(value: Any, expected: type) -> bool:
+    # A function of its own so that type checkers keep `value` as Any at the call.
+    return isinstance(value, expected)
+
+
+def _read_section_descriptor(data: bytes, pos: int) -> tuple[int, int]:
+    """Read `0x00 descriptor` at `pos`; return the section code and the position after."""
+    if data[pos] != 0x00:
+        raise DecodeError("expected a message section (a described value)", pos)
+    descriptor, after = decode_from(data, pos + 1)
+    if type(descriptor) is symbol:
+        code = _SECTION_SYMBOLS.get(descriptor, 0)
+    else:
+        code = descriptor if type(descriptor) is ulong else 0
+    if not HEADER <= code <= FOOTER:
+        raise DecodeError(f"descriptor {descriptor!r} is not a message section", pos)
+    return code, after
+
+
+def _trim(values: list[Any]) -> list[Any]:
+    while values and values[-1] is None:
+        values.pop()
+    return values
+
+
+def _section(out: bytearray, code: int, value: Any) -> None:
+    out += _SECTION_PREFIXES[code]
+    encode_into(out, value)
+
+
+# 0x00 (described) 0x53 (smallulong) code: the compact descriptor of each section.
+_SECTION_PREFIXES = {code: bytes((0x00, 0x53, code)) for code in range(HEADER, FOOTER + 1)}
