@@ -4,7 +4,27 @@ Programs written for Proton's tutorial run with ``proton`` replaced by ``amqp_co
 their imports. This package needs nothing beyond the standard library.
 """
 
+from .data import Data
+from .engine import (
+    SASL,
+    Collector,
+    Condition,
+    Connection,
+    Delivery,
+    Disposition,
+    Endpoint,
+    Event,
+    Link,
+    Receiver,
+    Sender,
+    Session,
+    Terminus,
+    Transport,
+)
+from .handlers import Handler
 from .message import DataSections, Message, SequenceSections
+from .sslconfig import SSL, SSLDomain
+from .url import Url
 from .types import (
     UNDESCRIBED,
     AMQPType,
@@ -27,6 +47,25 @@ from .types import (
 )
 
 __all__ = [
+    "SASL",
+    "SSL",
+    "SSLDomain",
+    "Collector",
+    "Condition",
+    "Connection",
+    "Data",
+    "Delivery",
+    "Disposition",
+    "Endpoint",
+    "Event",
+    "Handler",
+    "Link",
+    "Receiver",
+    "Sender",
+    "Session",
+    "Terminus",
+    "Transport",
+    "Url",
     "UNDESCRIBED",
     "AMQPType",
     "Array",

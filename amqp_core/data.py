@@ -41,7 +41,7 @@ from .types import (
     ushort,
 )
 
-__all__ = ["Data"]
+__all__ = ["Data", "amqp_type_of"]
 
 _TYPE_OF: dict[type, AMQPType] = {
     type(None): AMQPType.NULL,

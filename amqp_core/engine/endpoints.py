@@ -10,6 +10,7 @@ changes (credit top-ups, settlements) leave in few frames.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import spec
@@ -136,6 +137,9 @@ class Connection(Endpoint):
         # Sessions with work for the transport, in the order the work arose.
         self._dirty: dict[Session, None] = {}
         self._needs_output = False
+        #: Called with this connection when it first has work for its transport; the
+        #: I/O driver uses it to know which connections to write.
+        self.work_listener: Callable[[Connection], None] | None = None
 
     @property
     def connection(self) -> Connection:
@@ -153,13 +157,13 @@ class Connection(Endpoint):
         if self._local == Endpoint.LOCAL_UNINIT:
             self._local = Endpoint.LOCAL_ACTIVE
             self._put(self, Event.CONNECTION_LOCAL_OPEN)
-            self._needs_output = True
+            self._wake()
 
     def close(self) -> None:
         if self._local != Endpoint.LOCAL_CLOSED:
             self._local = Endpoint.LOCAL_CLOSED
             self._put(self, Event.CONNECTION_LOCAL_CLOSE)
-            self._needs_output = True
+            self._wake()
 
     def session(self) -> Session:
         session = Session(self)
@@ -184,7 +188,13 @@ class Connection(Endpoint):
 
     def _mark(self, session: Session) -> None:
         self._dirty[session] = None
-        self._needs_output = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if not self._needs_output:
+            self._needs_output = True
+            if self.work_listener is not None:
+                self.work_listener(self)
 
     def __repr__(self) -> str:
         return f"Connection({self.container!r} -> {self.hostname!r})"
@@ -674,6 +684,10 @@ class Receiver(Link):
 
     is_receiver = True
 
+    def __init__(self, session: Session, name: str) -> None:
+        super().__init__(session, name)
+        self._drained = 0
+
     @property
     def credit(self) -> int:
         return self._link_credit if self._link_credit > 0 else 0
@@ -699,6 +713,11 @@ class Receiver(Link):
 
     def draining(self) -> bool:
         return self.drain_mode and self._link_credit > 0
+
+    def drained(self) -> int:
+        """How much credit the sender gave back (by draining) since the last call."""
+        drained, self._drained = self._drained, 0
+        return drained
 
     def set_drain(self, drain: bool) -> None:
         self.drain_mode = drain

@@ -78,7 +78,9 @@ class Event:
 
     @property
     def session(self) -> Any:
-        return getattr(self.context, "session", None)
+        session = getattr(self.context, "session", None)
+        # A Connection's `session` is the method that makes one, not a session.
+        return None if callable(session) else session
 
     @property
     def link(self) -> Any:

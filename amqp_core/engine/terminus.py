@@ -187,7 +187,9 @@ class Terminus:
             return
         if isinstance(value, spec.Source):
             self.type = self.SOURCE
-            self.distribution_mode = _DIST_MODES.get(value.distribution_mode, 0)
+            self.distribution_mode = _DIST_MODES.get(
+                value.distribution_mode, self.DIST_MODE_UNSPECIFIED
+            )
             if value.filter is not None:
                 self._filter.put_dict(value.filter)
             _put_symbols(self._outcomes, value.outcomes)

@@ -117,6 +117,7 @@ class Transport:
         self._reader = FrameReader(self.max_frame_size)
         self._out = bytearray()
         self._header_sent = False
+        self._amqp_header_sent = False
         self._header_received = False
         self._expect_sasl = False
         self._open_sent = False
@@ -347,7 +348,7 @@ class Transport:
             self.remote_idle_timeout = body.idle_time_out / 1000
         connection._remote = _REMOTE_ACTIVE
         connection._put(connection, Event.CONNECTION_REMOTE_OPEN)
-        connection._needs_output = True
+        connection._wake()
 
     def _on_begin(self, channel: int, body: Any, payload: bytes) -> None:
         connection = self._need_connection()
@@ -429,6 +430,7 @@ class Transport:
                 advanced = (body.delivery_count - link.delivery_count) & _UINT_MASK
                 if advanced < 2**31:
                     link._link_credit -= advanced
+                    link._drained += advanced
                     link.delivery_count = body.delivery_count
             link.available = body.available or 0
             if link.drain_mode and link._link_credit <= 0:
@@ -540,7 +542,7 @@ class Transport:
         connection.remote_condition = Condition.from_spec(body.error)
         connection._remote = _REMOTE_CLOSED
         connection._put(connection, Event.CONNECTION_REMOTE_CLOSE)
-        connection._needs_output = True
+        connection._wake()
         self._close_tail()
 
     def _need_connection(self) -> Connection:
@@ -613,6 +615,8 @@ class Transport:
     def _write_header(self, header: bytes) -> None:
         self._out += header
         self._header_sent = True
+        if header == AMQP_HEADER:
+            self._amqp_header_sent = True
         self._trace_out(0, f"header {header!r}")
 
     def _write_sasl(self, body: Any) -> None:
@@ -632,11 +636,8 @@ class Transport:
                 return  # a server answers the client's header
             self._write_header(SASL_HEADER if self._sasl is not None else AMQP_HEADER)
             self._expect_sasl = self._sasl is not None
-        if self._sasl is not None and not self._sasl_done:
-            return
-        if self._mode == Transport.SERVER and not self._header_received and not self._open_received:
-            if not self._header_sent or self._expect_sasl:
-                return
+        if not self._amqp_header_sent:
+            return  # SASL comes first
         connection = self.connection
         if connection is None or not connection._needs_output:
             return
@@ -650,8 +651,8 @@ class Transport:
             connection._dirty = {}
             for session in dirty:
                 if self._process_session(session):
+                    # Blocked until the peer answers; its frame will wake us.
                     connection._dirty[session] = None
-                    connection._needs_output = True
         if connection._local == _LOCAL_CLOSED and not self._close_sent:
             error = connection.condition.to_spec() if connection.condition else None
             self._write(0, spec.Close(error=error))
@@ -933,7 +934,7 @@ class Transport:
         self._error = True
         self.condition = Condition(condition, description)
         connection = self.connection
-        if write and self._header_sent and not self._close_sent and not self._expect_sasl:
+        if write and self._amqp_header_sent and not self._close_sent:
             if not self._open_sent and connection is not None:
                 self._write_open(connection)
             if self._open_sent:
