@@ -21,6 +21,14 @@ from .engine import (
     Terminus,
     Transport,
 )
+from .exceptions import (
+    ConnectionException,
+    LinkException,
+    MessageException,
+    ProtonException,
+    SessionException,
+    Timeout,
+)
 from .handlers import Handler
 from .message import DataSections, Message, SequenceSections
 from .sslconfig import SSL, SSLDomain
@@ -53,6 +61,12 @@ __all__ = [
     "Collector",
     "Condition",
     "Connection",
+    "ConnectionException",
+    "LinkException",
+    "MessageException",
+    "ProtonException",
+    "SessionException",
+    "Timeout",
     "Data",
     "Delivery",
     "Disposition",

@@ -235,6 +235,10 @@ class Container:
         self._finished = False
         self._flush_scheduled = False
         self._processing = False
+        #: Whether a handler's exception stops the container (run()) or only reaches
+        #: the caller waiting on it (the blocking utilities).
+        self._stop_on_error = True
+        self._after_process: list[Callable[[], None]] = []
 
     # -- running ----------------------------------------------------------------------
 
@@ -335,7 +339,10 @@ class Container:
     def _fail(self, error: BaseException) -> None:
         if self._error is None:
             self._error = error
-        self.stop()
+        if self._stop_on_error:
+            self.stop()
+        for listener in self._after_process:
+            listener()
 
     def _process(self) -> None:
         """Dispatch every queued engine event, then write what they caused."""
@@ -363,6 +370,8 @@ class Container:
         finally:
             self._processing = False
         self._flush_dirty()
+        for listener in self._after_process:
+            listener()
         self._check_idle()
 
     def _on_work(self, connection: Connection) -> None:
