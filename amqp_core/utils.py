@@ -346,7 +346,9 @@ class BlockingConnection(Handler):
             self._loop.close()
 
     def run(self) -> None:
-        """Hand the thread to the event loop until the container stops."""
+        """Hand the thread to the event loop until the container has nothing left."""
+        self.container._auto_stop = True
+        self.container._check_idle()
         self._loop.run_until_complete(self.container.wait())
 
     def wait(

@@ -13,15 +13,19 @@ unsettled when their receiver goes away, go back on their queue in their old pla
 
 import argparse
 import bisect
+import contextlib
 import re
 import uuid
 
-from amqp_core import Condition, Endpoint, symbol, ulong
+from amqp_core import Condition, symbol, ulong
 from amqp_core.handlers import MessagingHandler, Reject
 from amqp_core.reactor import Container
 
 #: The selector filter's descriptor, by name (Proton's) and by code (rhea's).
 SELECTOR_DESCRIPTORS = (symbol("apache.org:selector-filter:string"), ulong(0x0000468C00000004))
+
+
+HELP_ADDRESS = "address to listen on (default %(default)s)"
 
 
 class Consumer:
@@ -96,6 +100,8 @@ class Selector:
         r"|(?P<operator><>|<=|>=|[=<>(),+\-*/])"
         r"|(?P<name>[A-Za-z_$][\w$.]*))"
     )
+    KEYWORDS = {"AND", "OR", "NOT", "IS", "LIKE", "ESCAPE", "IN", "BETWEEN"}
+    CONSTANTS = {"TRUE": True, "FALSE": False, "NULL": None}
     COMPARE = {
         "=": lambda a, b: a == b,
         "<>": lambda a, b: a != b,
@@ -132,14 +138,11 @@ class Selector:
                 raise ValueError(f"cannot read selector at {text[position:]!r}")
             kind = match.lastgroup
             value = match.group(kind)
-            if kind == "name" and value.upper() in self.KEYWORDS:
+            if kind == "name" and value.upper() in self.KEYWORDS | self.CONSTANTS.keys():
                 kind, value = "keyword", value.upper()
             tokens.append((kind, value))
             position = match.end()
         return tokens
-
-    KEYWORDS = {"AND", "OR", "NOT", "IS", "NULL", "LIKE", "ESCAPE", "IN", "BETWEEN"}
-    KEYWORDS |= {"TRUE", "FALSE"}
 
     def _peek(self, *values):
         if self.position < len(self.tokens) and self.tokens[self.position][1] in values:
@@ -171,7 +174,7 @@ class Selector:
     def _not(self):
         if self._take("NOT"):
             operand = self._not()
-            return lambda p: None if (v := operand(p)) is None else not v
+            return _unknown_if_null(lambda a: not a, operand)
         return self._predicate()
 
     def _predicate(self):
@@ -188,14 +191,14 @@ class Selector:
             pattern = self._literal_string()
             escape = self._literal_string() if self._take("ESCAPE") else None
             regex = _like_regex(pattern, escape)
-            test = _unknown_if_null(lambda a, _: regex.fullmatch(a) is not None, left, left)
+            test = _unknown_if_null(lambda a: regex.fullmatch(a) is not None, left)
         elif self._take("IN"):
             self._expect("(")
             choices = [self._literal_string()]
             while self._take(","):
                 choices.append(self._literal_string())
             self._expect(")")
-            test = _unknown_if_null(lambda a, _: a in choices, left, left)
+            test = _unknown_if_null(lambda a: a in choices, left)
         elif self._take("BETWEEN"):
             low = self._sum()
             self._expect("AND")
@@ -208,9 +211,7 @@ class Selector:
             raise ValueError("selector: LIKE, IN or BETWEEN expected after NOT")
         else:
             return left
-        if negate:
-            return lambda p: None if (v := test(p)) is None else not v
-        return test
+        return _unknown_if_null(lambda a: not a, test) if negate else test
 
     def _sum(self):
         left = self._product()
@@ -227,7 +228,7 @@ class Selector:
     def _unary(self):
         if self._take("-"):
             operand = self._unary()
-            return lambda p: None if (v := operand(p)) is None else -v
+            return _unknown_if_null(lambda a: -a, operand)
         self._take("+")
         return self._primary()
 
@@ -246,10 +247,9 @@ class Selector:
         if kind == "number":
             number = float(value) if any(c in value for c in ".eE") else int(value)
             return lambda p: number
-        if kind == "keyword" and value in ("TRUE", "FALSE"):
-            return lambda p: value == "TRUE"
-        if kind == "keyword" and value == "NULL":
-            return lambda p: None
+        if kind == "keyword" and value in self.CONSTANTS:
+            constant = self.CONSTANTS[value]
+            return lambda p: constant
         if kind == "name":
             return lambda p: p.get(value)
         raise ValueError(f"unexpected {value!r} in selector")
@@ -261,10 +261,12 @@ class Selector:
         raise ValueError("selector: a quoted string expected")
 
 
-def _unknown_if_null(operation, left, right):
+def _unknown_if_null(operation, *operands):
+    """`operation` of the operands' values, or None (unknown) if any of them is null."""
+
     def apply(properties):
-        a, b = left(properties), right(properties)
-        return None if a is None or b is None else operation(a, b)
+        values = [operand(properties) for operand in operands]
+        return None if None in values else operation(*values)
 
     return apply
 
@@ -312,6 +314,13 @@ def requested_selector(source):
     return None
 
 
+def refuse(link, reason):
+    """Answer a peer's attach, then detach at once with an error."""
+    link.condition = Condition("amqp:invalid-field", reason)
+    link.open()
+    link.close()
+
+
 class Broker(MessagingHandler):
     def __init__(self, url):
         super().__init__()
@@ -343,15 +352,13 @@ class Broker(MessagingHandler):
         elif source.address:
             address = source.address
         else:
-            link.condition = Condition("amqp:invalid-field", "a source address is required")
-            link.close()
+            refuse(link, "a source address is required")
             return
         link.source.address = address
         try:
             selector = requested_selector(source)
         except ValueError as error:
-            link.condition = Condition("amqp:invalid-field", str(error))
-            link.close()
+            refuse(link, str(error))
             return
         if selector is not None:
             name, value, selector = selector
@@ -415,20 +422,18 @@ class Broker(MessagingHandler):
         self.drop_connection(event.connection)
 
     def drop_connection(self, connection):
-        for link in connection.links(Endpoint.REMOTE_ACTIVE):
+        link = connection.link_head(0)
+        while link:
             self.unsubscribe(link)
+            link = link.next(0)
 
 
 def main():
     parser = argparse.ArgumentParser(description="A small broker for the tutorial.")
-    parser.add_argument(
-        "-a", "--address", default="localhost:5672", help="address to listen on (default %(default)s)"
-    )
+    parser.add_argument("-a", "--address", default="localhost:5672", help=HELP_ADDRESS)
     args = parser.parse_args()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         Container(Broker(args.address)).run()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

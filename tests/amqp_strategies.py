@@ -196,9 +196,7 @@ def from_proton(value: Any) -> Any:
         return Described(from_proton(value.descriptor), from_proton(value.value))
     if kind is proton.Array:
         descriptor = (
-            UNDESCRIBED
-            if value.descriptor is proton.UNDESCRIBED
-            else from_proton(value.descriptor)
+            UNDESCRIBED if value.descriptor is proton.UNDESCRIBED else from_proton(value.descriptor)
         )
         return Array(descriptor, value.type, *(from_proton(element) for element in value))
     raise TypeError(f"cannot convert {value!r} ({kind}) from Proton")
@@ -281,7 +279,9 @@ def own_binaries(value: Any) -> Any:
 
 def _integers(low: int, high: int, *boundaries: int) -> st.SearchStrategy[int]:
     """Integers in [low, high], with the range's ends and the given boundaries often."""
-    edges = sorted({b for b in (low, low + 1, 0, 1, high - 1, high, *boundaries) if low <= b <= high})
+    edges = sorted(
+        {b for b in (low, low + 1, 0, 1, high - 1, high, *boundaries) if low <= b <= high}
+    )
     return st.one_of(st.sampled_from(edges), st.integers(low, high))
 
 
@@ -352,9 +352,7 @@ _seeds = st.integers(0, 2**32)
 
 
 def _long_texts(min_size: int, max_size: int, ascii_only: bool = False) -> Any:
-    return st.builds(
-        _random_text, _seeds, st.integers(min_size, max_size), st.just(ascii_only)
-    )
+    return st.builds(_random_text, _seeds, st.integers(min_size, max_size), st.just(ascii_only))
 
 
 _unicode = st.characters(exclude_categories=["Cs"])
@@ -404,9 +402,7 @@ SCALARS: dict[AMQPType, st.SearchStrategy[Any]] = {
     AMQPType.CHAR: chars,
     AMQPType.ULONG: _integers(0, 2**64 - 1, *_LONG_EDGES).map(ulong),
     AMQPType.LONG: _integers(-(2**63), 2**63 - 1, *_LONG_EDGES),
-    AMQPType.TIMESTAMP: _integers(-(2**63), 2**63 - 1, *_LONG_EDGES, 1311704463521).map(
-        timestamp
-    ),
+    AMQPType.TIMESTAMP: _integers(-(2**63), 2**63 - 1, *_LONG_EDGES, 1311704463521).map(timestamp),
     AMQPType.FLOAT: float32s,
     AMQPType.DOUBLE: doubles,
     AMQPType.DECIMAL32: _integers(0, 2**32 - 1, 0x22500000).map(decimal32),
@@ -439,9 +435,7 @@ map_keys = st.one_of(
 ulong_descriptors = _integers(0, 2**64 - 1, 0x70, 0x77, 0x0000468C00000004).map(ulong)
 descriptors = st.one_of(ulong_descriptors, symbols)
 #: Array descriptors: mostly none, else a ulong, a symbol, or null (a real descriptor).
-array_descriptors = st.one_of(
-    st.just(UNDESCRIBED), st.just(UNDESCRIBED), descriptors, st.none()
-)
+array_descriptors = st.one_of(st.just(UNDESCRIBED), st.just(UNDESCRIBED), descriptors, st.none())
 
 
 def make_array(descriptor: Any, element_type: AMQPType, elements: list[Any]) -> Array:
@@ -505,7 +499,9 @@ def _compounds(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 
 #: Any AMQP value: scalars, lists, maps, described values and arrays, nested.
-values = st.recursive(st.one_of(scalars, scalar_arrays), _compounds, max_leaves=10)
+values = st.recursive(st.one_of(scalars, scalar_arrays), _compounds, max_leaves=8)
+#: Smaller values, for maps of them in messages (annotations and footers).
+small_values = st.recursive(st.one_of(scalars, scalar_arrays), _compounds, max_leaves=3)
 
 #: Lists, maps, arrays and described values only (each holding any values).
 compounds = _compounds(values)
@@ -540,7 +536,7 @@ milliseconds = _integers(-(2**47), 2**47, 1311704463521)
 #: Annotation maps (delivery and message annotations, footer): symbol or ulong keys.
 annotation_maps = st.dictionaries(
     st.one_of(symbols, ulong_descriptors),
-    values,
+    small_values,
     min_size=1,
     max_size=3,
 )

@@ -232,6 +232,8 @@ class Container:
         self._stopped: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
         self._started = False
+        #: run() stops when nothing is left to do; start() keeps going until stop().
+        self._auto_stop = False
         self._finished = False
         self._flush_scheduled = False
         self._processing = False
@@ -253,6 +255,7 @@ class Container:
         asyncio.run(self._run())
 
     async def _run(self) -> None:
+        self._auto_stop = True
         self.start()
         await self.wait()
 
@@ -298,7 +301,7 @@ class Container:
             self._stopped.set_result(None)
 
     def _check_idle(self) -> None:
-        if not self._started or self._processing:
+        if not self._auto_stop or not self._started or self._processing:
             return
         if not (self._drivers or self._acceptors or self._tasks or self._pending_connects):
             self._finish()
