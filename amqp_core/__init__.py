@@ -32,7 +32,6 @@ from .exceptions import (
 from .handlers import Handler
 from .message import DataSections, Message, SequenceSections
 from .sslconfig import SSL, SSLDomain
-from .url import Url
 from .types import (
     UNDESCRIBED,
     AMQPType,
@@ -53,6 +52,7 @@ from .types import (
     ulong,
     ushort,
 )
+from .url import Url
 
 __all__ = [
     "SASL",

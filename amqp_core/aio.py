@@ -17,6 +17,7 @@ unsettled messages than its credit window, however slowly it is iterated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
 from collections import deque
@@ -31,7 +32,14 @@ from .message import Message
 from .reactor.container import Container
 from .reactor.options import LinkOption
 
-__all__ = ["AsyncConnection", "AsyncReceiver", "AsyncSender", "Outcome", "ReceivedMessage", "connect"]
+__all__ = [
+    "AsyncConnection",
+    "AsyncReceiver",
+    "AsyncSender",
+    "Outcome",
+    "ReceivedMessage",
+    "connect",
+]
 
 _OUTCOME_NAMES = {
     Delivery.ACCEPTED: "accepted",
@@ -53,7 +61,7 @@ class Outcome:
 
     @property
     def name(self) -> str:
-        """"accepted", "rejected", "released", "modified" (or "settled" for no outcome)."""
+        """ "accepted", "rejected", "released", "modified" (or "settled" for no outcome)."""
         return _OUTCOME_NAMES.get(self.state, "settled")
 
     @property
@@ -444,7 +452,9 @@ class AsyncConnection:
 
     async def _ensure_reply_path(self, timeout: float | None) -> None:
         if self._reply_receiver is None:
-            self._reply_receiver = await self.open_receiver(None, credit=100, dynamic=True, timeout=timeout)
+            self._reply_receiver = await self.open_receiver(
+                None, credit=100, dynamic=True, timeout=timeout
+            )
             self._reply_task = self._loop.create_task(self._route_replies(self._reply_receiver))
         if self._reply_sender is None:
             self._reply_sender = await self.open_sender(None, timeout=timeout)
@@ -465,10 +475,8 @@ class AsyncConnection:
         if self._reply_task is not None:
             self._reply_task.cancel()
         self.connection.close()
-        try:
+        with contextlib.suppress(Timeout):
             await _bounded(self._transport_closed, timeout, "closing the connection")
-        except Timeout:
-            pass
 
 
 async def connect(

@@ -255,10 +255,14 @@ class EndpointStateHandler(Handler):
 
     def on_transport_closed(self, event: Any) -> None:
         connection = event.connection
-        if connection is not None and connection._local == Endpoint.LOCAL_ACTIVE:
-            if not getattr(connection, "_disconnect_reported", False):
-                connection._disconnect_reported = True
-                self._callback("on_disconnected", event)
+        if (
+            connection is not None
+            and connection._local == Endpoint.LOCAL_ACTIVE
+            and not getattr(connection, "_disconnect_reported", False)
+        ):
+            # Tail-closed and closed both end here: report the disconnect once.
+            connection._disconnect_reported = True
+            self._callback("on_disconnected", event)
 
     def on_connection_bound(self, event: Any) -> None:
         event.connection._disconnect_reported = False

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from . import codec
 from .codec import DecodeError, EncodeError
@@ -982,7 +982,9 @@ __all__ = sorted(
     ]
 )
 
-if TYPE_CHECKING:
+
+def __getattr__(name: str) -> Any:
     # The classes and constants above are made from the tables at import, so a type
-    # checker cannot see them: it treats `spec.Open` or `spec.DECODE_ERROR` as Any.
-    def __getattr__(name: str) -> Any: ...
+    # checker cannot see them; this hook makes it treat `spec.Open` as Any. At run time
+    # it is reached only for names the tables do not define.
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import time
 from collections.abc import Callable
@@ -81,14 +82,12 @@ class BlockingLink:
         self._check_closed()
 
     def _wait_for_close(self, timeout: float = 1) -> None:
-        try:
+        with contextlib.suppress(Timeout):
             self.connection.wait(
                 lambda: self.link.state & Endpoint.REMOTE_CLOSED,
                 timeout=timeout,
                 msg="Opening link",
             )
-        except Timeout:
-            pass
         self._check_closed()
 
     def _check_closed(self) -> None:
@@ -175,7 +174,8 @@ class Fetcher(MessagingHandler):
             self.unsettled.append(delivery)
         return message
 
-    def settle(self, state: int | None = None) -> None:
+    # Proton's Fetcher settles "the next popped message", not a given delivery.
+    def settle(self, state: int | None = None) -> None:  # type: ignore[override]
         delivery = self.unsettled.popleft()
         if state:
             delivery.update(state)
@@ -207,7 +207,9 @@ class BlockingReceiver(BlockingLink):
     def receive(self, timeout: float | None | bool = False) -> Message:
         fetcher = self.fetcher
         if fetcher is None:
-            raise LinkException("this receiver has a handler of its own: receive() is not available")
+            raise LinkException(
+                "this receiver has a handler of its own: receive() is not available"
+            )
         if not self.link.credit:
             self.link.flow(1)
         self.connection.wait(
@@ -336,8 +338,9 @@ class BlockingConnection(Handler):
             if connection is not None and not self.disconnected:
                 connection.close()
                 self.wait(
-                    lambda: not (connection.state & Endpoint.REMOTE_ACTIVE)
-                    or bool(self.disconnected),
+                    lambda: (
+                        not (connection.state & Endpoint.REMOTE_ACTIVE) or bool(self.disconnected)
+                    ),
                     msg="Closing connection",
                 )
         finally:
@@ -365,7 +368,9 @@ class BlockingConnection(Handler):
         if self.disconnected and not self._is_closed():
             raise ConnectionException(f"Connection {self.url} disconnected: {self.disconnected}")
 
-    async def _wait(self, condition: Callable[[], Any], deadline: float | None, msg: str | None) -> None:
+    async def _wait(
+        self, condition: Callable[[], Any], deadline: float | None, msg: str | None
+    ) -> None:
         self._wake = asyncio.Event()
         try:
             while True:
@@ -377,10 +382,8 @@ class BlockingConnection(Handler):
                     text = f"Connection {self.url} timed out"
                     raise Timeout(f"{text}: {msg}" if msg else text)
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), remaining)
-                except TimeoutError:
-                    pass
         finally:
             self._wake = None
 
@@ -417,7 +420,9 @@ class BlockingConnection(Handler):
     def on_transport_closed(self, event: Any) -> None:
         if not self.closing:
             transport = event.transport
-            self.disconnected = (transport.condition if transport is not None else None) or "unknown"
+            self.disconnected = (
+                transport.condition if transport is not None else None
+            ) or "unknown"
 
 
 class SyncRequestResponse(IncomingMessageHandler):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import spec
 from ..types import symbol
@@ -107,7 +107,7 @@ class Endpoint:
         return self._local | self._remote
 
     def _put(self, event_type: EventType) -> None:
-        self.connection._put(self, event_type)
+        self.connection._emit(self, event_type)
 
     @property
     def connection(self) -> Connection:  # pragma: no cover - overridden
@@ -147,28 +147,28 @@ class Connection(Endpoint):
 
     def collect(self, collector: Collector) -> None:
         self._collector = collector
-        self._put(self, Event.CONNECTION_INIT)
+        self._emit(self, Event.CONNECTION_INIT)
 
-    def _put(self, context: Any, event_type: EventType) -> None:
+    def _emit(self, context: Any, event_type: EventType) -> None:
         if self._collector is not None:
             self._collector.put(context, event_type)
 
     def open(self) -> None:
         if self._local == Endpoint.LOCAL_UNINIT:
             self._local = Endpoint.LOCAL_ACTIVE
-            self._put(self, Event.CONNECTION_LOCAL_OPEN)
+            self._emit(self, Event.CONNECTION_LOCAL_OPEN)
             self._wake()
 
     def close(self) -> None:
         if self._local != Endpoint.LOCAL_CLOSED:
             self._local = Endpoint.LOCAL_CLOSED
-            self._put(self, Event.CONNECTION_LOCAL_CLOSE)
+            self._emit(self, Event.CONNECTION_LOCAL_CLOSE)
             self._wake()
 
     def session(self) -> Session:
         session = Session(self)
         self._sessions.append(session)
-        self._put(session, Event.SESSION_INIT)
+        self._emit(session, Event.SESSION_INIT)
         return session
 
     def sessions(self, mask: int = 0) -> list[Session]:
@@ -279,7 +279,7 @@ class Session(Endpoint):
         return link
 
     def _put_for(self, context: Any, event_type: EventType) -> None:
-        self._connection._put(context, event_type)
+        self._connection._emit(context, event_type)
 
     def links(self, mask: int = 0) -> list[Link]:
         return [link for link in self._links if _matches(link, mask)]
@@ -360,8 +360,9 @@ class Disposition:
         return f"Disposition({self.type:#x})"
 
 
-_ACCEPTED = spec.Accepted()
-_RELEASED = spec.Released()
+# Outcomes without fields are the same every time: made once.
+_ACCEPTED = cast(Any, spec.CLASSES["accepted"])()
+_RELEASED = cast(Any, spec.CLASSES["released"])()
 _STATE_CODES: dict[type, int] = {
     spec.Received: Disposition.RECEIVED,
     spec.Accepted: Disposition.ACCEPTED,
@@ -438,7 +439,7 @@ class Delivery:
     @property
     def writable(self) -> bool:
         link = self._link
-        return link.is_sender and link.current is self and link.credit > 0
+        return isinstance(link, Sender) and link.current is self and link.credit > 0
 
     @property
     def buffered(self) -> bool:
@@ -559,10 +560,10 @@ class Link(Endpoint):
             self._session._mark(self)
 
     def _put(self, event_type: EventType) -> None:
-        self._session.connection._put(self, event_type)
+        self._session.connection._emit(self, event_type)
 
     def _put_delivery(self, delivery: Delivery) -> None:
-        self._session.connection._put(delivery, Event.DELIVERY)
+        self._session.connection._emit(delivery, Event.DELIVERY)
 
     def free(self) -> None:
         """Kept for Proton compatibility."""

@@ -62,7 +62,9 @@ class SASL:
     def client_init(self, offered: Any) -> Any:
         """Pick a mechanism from the server's offer; return the sasl-init frame."""
         offered_names = {str(name).upper() for name in _as_list(offered)}
-        candidates = [name for name in self._permitted(self.CLIENT_MECHANISMS) if name in offered_names]
+        candidates = [
+            name for name in self._permitted(self.CLIENT_MECHANISMS) if name in offered_names
+        ]
         if self._allowed is None or "EXTERNAL" not in self._allowed:
             # EXTERNAL means "the TLS certificate is my identity": only when asked for.
             candidates = [name for name in candidates if name != "EXTERNAL"]

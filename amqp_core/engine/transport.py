@@ -44,7 +44,7 @@ from .endpoints import (
 )
 from .events import Event
 from .sasl import SASL, SaslFailure
-from .terminus import SND_SETTLED, Terminus
+from .terminus import SND_SETTLED
 
 __all__ = ["Transport", "TransportError"]
 
@@ -174,17 +174,17 @@ class Transport:
             sasl.user = connection.user if sasl.user is None else sasl.user
             sasl.password = connection.password if sasl.password is None else sasl.password
             sasl.hostname = connection.hostname
-        connection._put(connection, Event.CONNECTION_BOUND)
+        connection._emit(connection, Event.CONNECTION_BOUND)
 
     def unbind(self) -> None:
         if self.connection is not None:
-            self.connection._put(self.connection, Event.CONNECTION_UNBOUND)
+            self.connection._emit(self.connection, Event.CONNECTION_UNBOUND)
             self.connection.transport = None
             self.connection = None
 
     def _put(self, event_type: Any) -> None:
         if self.connection is not None:
-            self.connection._put(self, event_type)
+            self.connection._emit(self, event_type)
 
     @property
     def transport(self) -> Transport:
@@ -284,9 +284,7 @@ class Transport:
             elif isinstance(body, spec.SaslOutcome):
                 self._expect_sasl = False
                 if not sasl.client_outcome(body):
-                    raise TransportError(
-                        UNAUTHORIZED, f"Authentication failed [mech={sasl.mech}]"
-                    )
+                    raise TransportError(UNAUTHORIZED, f"Authentication failed [mech={sasl.mech}]")
                 self._sasl_done = True
                 self._header_received = False
                 self._write_header(AMQP_HEADER)
@@ -299,7 +297,9 @@ class Transport:
             self._write_sasl(outcome)
             self._expect_sasl = False
             if outcome.code != SASL.OK:
-                self.condition = Condition(UNAUTHORIZED, f"Authentication failed [mech={sasl.mech}]")
+                self.condition = Condition(
+                    UNAUTHORIZED, f"Authentication failed [mech={sasl.mech}]"
+                )
                 self._error = True
                 self._put(Event.TRANSPORT_ERROR)
                 self._close_tail()
@@ -347,7 +347,7 @@ class Transport:
         if body.idle_time_out:
             self.remote_idle_timeout = body.idle_time_out / 1000
         connection._remote = _REMOTE_ACTIVE
-        connection._put(connection, Event.CONNECTION_REMOTE_OPEN)
+        connection._emit(connection, Event.CONNECTION_REMOTE_OPEN)
         connection._wake()
 
     def _on_begin(self, channel: int, body: Any, payload: bytes) -> None:
@@ -359,7 +359,9 @@ class Transport:
         if body.remote_channel is not None:
             session = self._local_channels.get(body.remote_channel)
             if session is None or session.remote_channel is not None:
-                raise TransportError(NOT_ALLOWED, f"begin answers unknown channel {body.remote_channel}")
+                raise TransportError(
+                    NOT_ALLOWED, f"begin answers unknown channel {body.remote_channel}"
+                )
         else:
             session = connection.session()
         session.remote_channel = channel
@@ -369,7 +371,7 @@ class Transport:
         session.remote_outgoing_window = body.outgoing_window
         session._remote_handle_max = body.handle_max if body.handle_max is not None else 2**32 - 1
         session._remote = _REMOTE_ACTIVE
-        connection._put(session, Event.SESSION_REMOTE_OPEN)
+        connection._emit(session, Event.SESSION_REMOTE_OPEN)
         connection._mark(session)
 
     def _on_attach(self, channel: int, body: Any, payload: bytes) -> None:
@@ -458,7 +460,9 @@ class Transport:
         delivery = link._incoming_partial
         if delivery is None:
             if body.delivery_id is None:
-                raise TransportError(INVALID_FIELD, "the first transfer of a delivery lacks delivery-id")
+                raise TransportError(
+                    INVALID_FIELD, "the first transfer of a delivery lacks delivery-id"
+                )
             if link._link_credit <= 0:
                 raise TransportError(
                     TRANSFER_LIMIT, f"transfer on link {link.name!r} without credit"
@@ -541,7 +545,7 @@ class Transport:
         self._close_received = True
         connection.remote_condition = Condition.from_spec(body.error)
         connection._remote = _REMOTE_CLOSED
-        connection._put(connection, Event.CONNECTION_REMOTE_CLOSE)
+        connection._emit(connection, Event.CONNECTION_REMOTE_CLOSE)
         connection._wake()
         self._close_tail()
 
@@ -679,11 +683,11 @@ class Transport:
         if not session._begin_sent:
             if session._local == _LOCAL_UNINIT:
                 return False
-            channel = self._free_channel()
-            session.channel = channel
-            self._local_channels[channel] = session
+            new_channel = self._free_channel()
+            session.channel = new_channel
+            self._local_channels[new_channel] = session
             self._write(
-                channel,
+                new_channel,
                 spec.Begin(
                     remote_channel=session.remote_channel,
                     next_outgoing_id=session.next_outgoing_id,
@@ -751,7 +755,8 @@ class Transport:
             error = link.condition.to_spec() if link.condition else None
             self._write(channel, spec.Detach(handle=link.handle, closed=link._closing, error=error))
             link._detach_sent = True
-            session._local_handles.pop(link.handle, None)
+            if link.handle is not None:
+                del session._local_handles[link.handle]
             return False
         return remaining
 

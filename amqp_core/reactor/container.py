@@ -91,7 +91,9 @@ class Task:
         self._timer = None
         self._container._tasks.discard(self)
         if not self.cancelled:
-            self._container._dispatch_now(Event(Event.TIMER_TASK, self, self._container), self.handler)
+            self._container._dispatch_now(
+                Event(Event.TIMER_TASK, self, self._container), self.handler
+            )
 
 
 class Acceptor:
@@ -167,7 +169,9 @@ class _Driver(asyncio.Protocol):
         transport = self.transport
         if not transport.closed:
             if exc is not None and transport.condition is None and not transport._close_received:
-                transport._fail("amqp:connection:framing-error", f"connection lost: {exc}", write=False)
+                transport._fail(
+                    "amqp:connection:framing-error", f"connection lost: {exc}", write=False
+                )
             transport.close_tail()
             transport.close_head()
         self.container._drivers.discard(self)
@@ -483,7 +487,9 @@ class Container:
             self._pending_connects -= 1
             self._check_idle()
 
-    def _new_client_transport(self, connection: Connection, settings: _ConnectionSettings) -> Transport:
+    def _new_client_transport(
+        self, connection: Connection, settings: _ConnectionSettings
+    ) -> Transport:
         options = settings.settings
         transport = Transport(Transport.CLIENT)
         if options["max_frame_size"]:
@@ -502,7 +508,9 @@ class Container:
             domain = SSLDomain(SSLDomain.MODE_CLIENT)
         return ssl_context(domain) if domain is not None else None
 
-    def _connect_failed(self, connection: Connection, transport: Transport, error: BaseException) -> None:
+    def _connect_failed(
+        self, connection: Connection, transport: Transport, error: BaseException
+    ) -> None:
         transport.bind(connection)
         transport._fail("proton:io", f"{error}", write=False)
         transport.close_head()
@@ -521,14 +529,14 @@ class Container:
             self._check_idle()
             return
         backoff = settings.settings["reconnect"]
-        if settings.url_index % len(settings.urls) == 0:
-            delay = backoff.next()
-        else:
-            delay = 0.0  # fail over to the next url at once
+        # Fail over to the next url at once; back off once every url has failed.
+        delay = backoff.next() if settings.url_index % len(settings.urls) == 0 else 0.0
         _reset_for_reconnect(connection)
         self._start_connect(connection, delay)
 
-    def listen(self, url: str | Url, ssl_domain: SSLDomain | None = None, **kwargs: Any) -> Acceptor:
+    def listen(
+        self, url: str | Url, ssl_domain: SSLDomain | None = None, **kwargs: Any
+    ) -> Acceptor:
         """Accept AMQP connections on `url`'s host and port.
 
         Extra keywords set up SASL for accepted connections: `authenticator`
@@ -738,4 +746,3 @@ def _reset_for_reconnect(connection: Connection) -> None:
         connection._dirty[session] = None
     connection._needs_output = False
     connection._wake()
-
