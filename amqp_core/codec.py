@@ -41,13 +41,19 @@ from .types import (
     ushort,
 )
 
-__all__ = ["MAX_NESTING", "DecodeError", "EncodeError", "decode", "decode_from", "encode"]
+__all__ = ["MAX_NESTING", "MAX_ZERO_WIDTH_ELEMENTS", "DecodeError", "EncodeError", "decode", "decode_from", "encode"]
 
 #: How deeply lists, maps, arrays and described values may nest in decoded input.
 #: Real AMQP traffic nests a handful of levels (a performative holding a terminus
 #: holding a filter map); 64 leaves room for any application data while keeping the
 #: decoder far from Python's recursion limit.
 MAX_NESTING = 64
+
+#: How many elements an array of a zero-width type (null, true, false, uint0, ulong0,
+#: list0) may hold. Such elements take no bytes, so the input's size cannot bound them;
+#: this caps what a 10-byte input can make us build at 512 KiB of list slots, and is
+#: far above any real use (Proton encodes these arrays, but nobody sends big ones).
+MAX_ZERO_WIDTH_ELEMENTS = 65536
 
 
 class DecodeError(ValueError):
@@ -777,9 +783,11 @@ def _read_array(data: bytes, pos: int, depth: int, wide: bool = False) -> tuple[
     pos += 1
     if code in _CONSTANTS:
         # Zero-width elements cost nothing in the input, so bound them by its size.
-        if count > len(data):
+        if count > MAX_ZERO_WIDTH_ELEMENTS:
             raise DecodeError(
-                f"array count {count} of zero-width elements exceeds the input size", pos
+                f"array count {count} of zero-width elements exceeds the limit of "
+                f"{MAX_ZERO_WIDTH_ELEMENTS}",
+                pos,
             )
         value = _CONSTANTS[code]
         elements = [[] for _ in range(count)] if code == 0x45 else [value] * count

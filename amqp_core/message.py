@@ -257,6 +257,7 @@ class Message:
         fields = self.__dict__
         fields.clear()
         body_parts: list[Any] = []
+        body_kind = 0
         previous = 0
         pos = 0
         end = len(data)
@@ -292,13 +293,14 @@ class Message:
                 self._decode_header(value, start)
             elif code in _REPEATABLE:
                 body_parts.append(value)
+                body_kind = code
             else:
                 fields[_MAP_SECTION_FIELDS[code]] = value
         if body_parts:
             fields["inferred"] = True
             if len(body_parts) == 1:
                 fields["body"] = body_parts[0]
-            elif previous == DATA:
+            elif body_kind == DATA:
                 fields["body"] = DataSections(body_parts)
             else:
                 fields["body"] = SequenceSections(body_parts)

@@ -174,9 +174,17 @@ class _Driver(asyncio.Protocol):
                 )
             transport.close_tail()
             transport.close_head()
-        self.container._drivers.discard(self)
-        self.container._process()
-        self.container._connection_ended(self.connection)
+        container = self.container
+        container._drivers.discard(self)
+        # Count as a pending connect while deciding whether to reconnect, so that the
+        # container does not see itself idle and stop in between.
+        container._pending_connects += 1
+        try:
+            container._process()
+            container._connection_ended(self.connection)
+        finally:
+            container._pending_connects -= 1
+            container._check_idle()
 
     def flush(self) -> None:
         socket = self.socket
@@ -363,6 +371,8 @@ class Container:
                 if engine_event is None:
                     break
                 event = Event(engine_event.type, engine_event.context, self)
+                if event.type is EngineEvent.CONNECTION_REMOTE_OPEN:
+                    self._connected(event.context)
                 handler = self._handler_for(event.context)
                 try:
                     if handler is not None:
@@ -483,6 +493,8 @@ class Container:
                 )
             except (OSError, ssl.SSLError) as error:
                 self._connect_failed(connection, transport, error)
+        except Exception as error:  # a bug or a handler's error: surface it, do not lose it
+            self._fail(error)
         finally:
             self._pending_connects -= 1
             self._check_idle()
@@ -516,6 +528,13 @@ class Container:
         transport.close_head()
         self._process()
         self._connection_ended(connection)
+
+    def _connected(self, connection: Connection) -> None:
+        """A connection is up: the next outage backs off from the start again."""
+        settings = self._connections.get(connection)
+        if settings is not None and settings.settings["reconnect"] not in (False, None):
+            settings.settings["reconnect"].reset()
+            settings.url_index = 0
 
     def _connection_ended(self, connection: Connection) -> None:
         """The socket is gone: reconnect if asked to and the connection is still wanted."""
