@@ -41,7 +41,15 @@ from .types import (
     ushort,
 )
 
-__all__ = ["MAX_NESTING", "MAX_ZERO_WIDTH_ELEMENTS", "DecodeError", "EncodeError", "decode", "decode_from", "encode"]
+__all__ = [
+    "MAX_NESTING",
+    "MAX_ZERO_WIDTH_ELEMENTS",
+    "DecodeError",
+    "EncodeError",
+    "decode",
+    "decode_from",
+    "encode",
+]
 
 #: How deeply lists, maps, arrays and described values may nest in decoded input.
 #: Real AMQP traffic nests a handful of levels (a performative holding a terminus

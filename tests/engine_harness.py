@@ -4,36 +4,51 @@ A `Peer` is one end: our sans-IO engine (`OurPeer`), Proton's C engine (`ProtonP
 or a hand-driven frame writer (`RawPeer`) for what neither engine would ever send.
 `Wire(client, server).pump()` moves bytes both ways until both ends are quiet, passes
 end-of-stream on when one end closes its output, and decodes every frame that crossed
-into `Wire.sent_by_client` / `Wire.sent_by_server` so tests can check the frames
-themselves (their count, size and fields), not only the events. `FakeClock` is the
+into `Wire.sent_by_client` / `Wire.sent_by_server`, so tests can check the frames
+themselves (their count, size and fields) and not only the events. `FakeClock` is the
 time handed to `tick(now)`: idle timeouts run without sleeping.
+
+Our engine and Proton's share an API (that is the point of amqp_core), so `connect` and
+`open_link` set up either kind of peer, and a test written once runs in every pairing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import Any, NamedTuple
 
+import amqp_core
 from amqp_core import spec
-from amqp_core.codec import read_value
+from amqp_core.codec import DecodeError, read_value
 from amqp_core.engine import Collector, Connection, Transport
 from amqp_core.framing import FRAME_AMQP, FRAME_SASL, encode_empty_frame, encode_frame
 
 __all__ = [
     "EOS",
     "FakeClock",
-    "FrameRecord",
     "FrameDecoder",
+    "FrameRecord",
+    "Happened",
     "OurPeer",
     "Peer",
     "ProtonPeer",
     "RawPeer",
     "Wire",
-    "event_names",
+    "answer_opens",
+    "connect",
+    "make_peer",
+    "names",
+    "open_link",
 ]
 
 #: What `Peer.take_output` returns once that end will write nothing more.
 EOS = None
+
+# Endpoint state bits; Proton and amqp_core use the same values.
+LOCAL_UNINIT = 1
+REMOTE_ACTIVE = 16
 
 
 class FakeClock:
@@ -58,7 +73,9 @@ class FrameRecord:
     size: int = 0
     type: int = FRAME_AMQP
     channel: int = 0
-    body: Any = None  # the performative as a spec class; None for a heartbeat
+    #: The performative as a spec class; None for a heartbeat, the `DecodeError` for
+    #: bytes that are not AMQP.
+    body: Any = None
     payload: bytes = b""
 
     @property
@@ -71,8 +88,8 @@ class FrameRecord:
 
 
 class FrameDecoder:
-    """Cuts a byte stream into `FrameRecord`s: headers wherever a frame could start
-    with "AMQP" (no frame is 1.1 GB long), frames otherwise."""
+    """Cuts a byte stream into `FrameRecord`s: a header wherever a frame could start
+    with "AMQP" (no frame is 1.1 GB long), a frame otherwise."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -100,18 +117,44 @@ class FrameDecoder:
             body_bytes = bytes(buffer[pos + offset : pos + size])
             record = FrameRecord(size=size, type=frame_type, channel=channel)
             if body_bytes:
-                value, after = read_value(body_bytes, 0)
-                record.body = spec.from_described(value)
-                record.payload = body_bytes[after:]
+                try:
+                    value, after = read_value(body_bytes, 0)
+                    record.body = spec.from_described(value)
+                    record.payload = body_bytes[after:]
+                except DecodeError as error:  # what a bad-input test sent on purpose
+                    record.body = error
+                    record.payload = body_bytes
             self.records.append(record)
             pos += size
         del buffer[:pos]
+
+    def performatives(self, kind: type | None = None) -> list[Any]:
+        bodies = [record.body for record in self.records if record.header is None]
+        return [
+            body for body in bodies if body is not None and (kind is None or isinstance(body, kind))
+        ]
+
+
+class Happened(NamedTuple):
+    """One event of either engine: its name without Proton's "PN_" prefix, and what it
+    concerns (a connection, session, link, delivery or transport)."""
+
+    name: str
+    context: Any
+
+
+def names(events: list[Happened]) -> list[str]:
+    return [event.name for event in events]
 
 
 class Peer:
     """One end of a `Wire`."""
 
-    label = "peer"
+    kind = "peer"
+    #: The library whose classes (Condition, Message, symbol) this peer's API takes.
+    lib: ModuleType | None = None
+    connection: Any = None
+    transport: Any = None
 
     def take_output(self) -> bytes | None:
         """Bytes to send now (b"" if none), or `EOS` once nothing more will come."""
@@ -126,11 +169,20 @@ class Peer:
     def tick(self, now: float) -> float:
         return 0.0
 
+    def events(self) -> list[Happened]:
+        return []
+
 
 class OurPeer(Peer):
-    """Our engine: a Connection bound to a Transport, its events in a Collector."""
+    """Our engine: a Connection bound to a Transport, its events in a Collector.
 
-    label = "ours"
+    Keyword arguments set transport attributes (`max_frame_size`, `idle_timeout`, ...)
+    before the connection is bound; `bind=False` leaves binding to the test, for
+    settings that are read at bind time (the SASL user and password).
+    """
+
+    kind = "ours"
+    lib = amqp_core
 
     def __init__(
         self,
@@ -143,17 +195,15 @@ class OurPeer(Peer):
         self.connection = Connection()
         self.collector = Collector()
         self.connection.collect(self.collector)
-        self.connection.container = container or (
-            "our-client" if mode == Transport.CLIENT else "our-server"
-        )
+        role = "client" if mode == Transport.CLIENT else "server"
+        self.connection.container = container or f"our-{role}"
         self.transport = Transport(mode)
         for name, value in transport_settings.items():
             setattr(self.transport, name, value)
         if sasl:
             self.transport.sasl()
-        self.log: list[Any] = []  # every event popped, oldest first
         if bind:
-            self.transport.bind(self.connection)
+            self.bind()
 
     def bind(self) -> None:
         self.transport.bind(self.connection)
@@ -173,19 +223,22 @@ class OurPeer(Peer):
     def tick(self, now: float) -> float:
         return self.transport.tick(now)
 
-    def events(self) -> list[Any]:
+    def events(self) -> list[Happened]:
         """The events put since the last call, oldest first."""
         popped = []
         while (event := self.collector.pop()) is not None:
-            popped.append(event)
-        self.log.extend(popped)
+            popped.append(Happened(event.type.name, event.context))
         return popped
 
 
 class ProtonPeer(Peer):
-    """Proton's C engine through its Python binding: the reference peer."""
+    """Proton's C engine through its Python binding: the reference peer.
 
-    label = "proton"
+    `sasl_mechs` turns SASL on with those mechanisms allowed (and, for a client,
+    PLAIN allowed over this unencrypted pretend socket).
+    """
+
+    kind = "proton"
 
     def __init__(
         self,
@@ -193,10 +246,11 @@ class ProtonPeer(Peer):
         sasl_mechs: str | None = None,
         container: str | None = None,
         bind: bool = True,
+        **transport_settings: Any,
     ) -> None:
         import proton
 
-        self.proton = proton
+        self.lib = proton
         self.connection = proton.Connection()
         self.collector = proton.Collector()
         self.connection.collect(self.collector)
@@ -204,14 +258,15 @@ class ProtonPeer(Peer):
         self.transport = proton.Transport(
             proton.Transport.CLIENT if mode == "client" else proton.Transport.SERVER
         )
+        for name, value in transport_settings.items():
+            setattr(self.transport, name, value)
         if sasl_mechs is not None:
             sasl = self.transport.sasl()
             sasl.allowed_mechs(sasl_mechs)
             if mode == "client":
                 sasl.allow_insecure_mechs = True
-        self.log: list[Any] = []
         if bind:
-            self.transport.bind(self.connection)
+            self.bind()
 
     def bind(self) -> None:
         self.transport.bind(self.connection)
@@ -242,20 +297,19 @@ class ProtonPeer(Peer):
     def tick(self, now: float) -> float:
         return self.transport.tick(now)
 
-    def events(self) -> list[tuple[Any, Any]]:
-        """(type, context) of each event since the last call, oldest first."""
+    def events(self) -> list[Happened]:
+        """The events put since the last call, oldest first."""
         popped = []
         while (event := self.collector.peek()) is not None:
-            popped.append((event.type, event.context))
+            popped.append(Happened(event.type.name.removeprefix("PN_"), event.context))
             self.collector.pop()
-        self.log.extend(popped)
         return popped
 
 
 class RawPeer(Peer):
     """A peer whose every byte the test writes: for frames no engine would send."""
 
-    label = "raw"
+    kind = "raw"
 
     def __init__(self) -> None:
         self._out = bytearray()
@@ -304,12 +358,14 @@ class RawPeer(Peer):
         return self.received.records
 
     def performatives(self, kind: type | None = None) -> list[Any]:
-        bodies = [record.body for record in self.frames if record.body is not None]
-        return [body for body in bodies if kind is None or isinstance(body, kind)]
+        return self.received.performatives(kind)
 
 
 class Wire:
-    """Joins two peers as a socket would; records every frame that crosses it."""
+    """Joins two peers as a socket would; records every frame that crosses it.
+
+    `record=False` skips decoding (for tests that move tens of megabytes).
+    """
 
     def __init__(self, client: Peer, server: Peer, record: bool = True) -> None:
         self.client = client
@@ -331,7 +387,7 @@ class Wire:
         return self._from_server.records
 
     def frames(self, side: str, kind: type | None = None) -> list[FrameRecord]:
-        """The frames sent by "client" or "server", of performative class `kind`."""
+        """The frames (not headers) sent by "client" or "server", of class `kind`."""
         records = self.sent_by_client if side == "client" else self.sent_by_server
         return [
             record
@@ -339,8 +395,11 @@ class Wire:
             if record.header is None and (kind is None or isinstance(record.body, kind))
         ]
 
+    def bodies(self, side: str, kind: type) -> list[Any]:
+        return [record.body for record in self.frames(side, kind)]
+
     def forget(self) -> None:
-        """Drop the frames recorded so far (to look only at what comes next)."""
+        """Drop the frames recorded so far, to look only at what comes next."""
         self.sent_by_client.clear()
         self.sent_by_server.clear()
 
@@ -356,12 +415,13 @@ class Wire:
     def _move(self, source: Peer, sink: Peer, side: str) -> bool:
         data = source.take_output()
         if data is EOS:
-            already = self._eof_to_server if side == "client" else self._eof_to_client
-            if already:
-                return False
             if side == "client":
+                if self._eof_to_server:
+                    return False
                 self._eof_to_server = True
             else:
+                if self._eof_to_client:
+                    return False
                 self._eof_to_client = True
             sink.give_eof()
             return True
@@ -383,10 +443,80 @@ class Wire:
         self.pump()
 
 
-def event_names(events: list[Any]) -> list[str]:
-    """Event type names without Proton's "PN_" prefix, for either engine's events."""
-    names = []
-    for event in events:
-        kind = event[0] if isinstance(event, tuple) else event.type
-        names.append(str(getattr(kind, "name", kind)).removeprefix("PN_"))
-    return names
+def make_peer(kind: str, role: str, **settings: Any) -> Peer:
+    """A fresh "ours" or "proton" peer in the "client" or "server" role."""
+    if kind == "ours":
+        mode = Transport.CLIENT if role == "client" else Transport.SERVER
+        return OurPeer(mode, **settings)
+    return ProtonPeer(role, **settings)
+
+
+def answer_opens(
+    peer: Peer,
+    events: list[Happened] | None = None,
+    configure: Callable[[Any], None] | None = None,
+) -> list[Any]:
+    """Open whatever the other end opened (a connection, sessions, links: the links
+    with the termini the other end asked for); return the links opened.
+
+    `configure(link)` runs on each link before it opens, to set credit or modes.
+    """
+    links = []
+    for event in peer.events() if events is None else events:
+        endpoint = event.context
+        if (
+            event.name == "CONNECTION_REMOTE_OPEN"
+            and endpoint.state & LOCAL_UNINIT
+            or event.name == "SESSION_REMOTE_OPEN"
+            and endpoint.state & LOCAL_UNINIT
+        ):
+            endpoint.open()
+        elif event.name == "LINK_REMOTE_OPEN" and endpoint.state & LOCAL_UNINIT:
+            endpoint.source.copy(endpoint.remote_source)
+            endpoint.target.copy(endpoint.remote_target)
+            if configure is not None:
+                configure(endpoint)
+            endpoint.open()
+            links.append(endpoint)
+    return links
+
+
+def connect(client: Peer, server: Peer, record: bool = True) -> Wire:
+    """Open a connection from `client` to `server` and let `server` answer."""
+    wire = Wire(client, server, record=record)
+    client.connection.open()
+    wire.pump()
+    answer_opens(server)
+    wire.pump()
+    client.events()
+    return wire
+
+
+def open_link(
+    wire: Wire,
+    role: str = "sender",
+    name: str = "link",
+    address: str = "queue",
+    configure: Callable[[Any], None] | None = None,
+    session: Any = None,
+) -> tuple[Any, Any]:
+    """Attach a link from the client (its `role` end) and have the server answer;
+    return (client's end, server's end). `configure` runs on the client's end first."""
+    client, server = wire.client, wire.server
+    if session is None:
+        session = client.connection.session()
+        session.open()
+    link = session.sender(name) if role == "sender" else session.receiver(name)
+    if role == "sender":
+        link.target.address = address
+    else:
+        link.source.address = address
+    if configure is not None:
+        configure(link)
+    link.open()
+    wire.pump()
+    answered = [found for found in answer_opens(server) if found.name == name]
+    assert answered, f"the server did not see link {name!r} attach"
+    wire.pump()
+    client.events()
+    return link, answered[0]

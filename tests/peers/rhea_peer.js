@@ -64,7 +64,10 @@ function sendPending(sender) {
     while (pending.length && sender.sendable()) sender.send(asMessage(pending.shift()));
 }
 
-container.on('sendable', (context) => sendPending(context.sender));
+// Send on the next turn of the event loop: rhea 3.0.5 writes a session's transfers
+// before its links' attach frames, so a transfer sent while the peer's attach and flow
+// are being read would otherwise go out before the attach that answers them.
+container.on('sendable', (context) => setImmediate(() => sendPending(context.sender)));
 
 container.on('accepted', (context) => {
     const name = context.delivery.link.name;
