@@ -149,12 +149,9 @@ class Message:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        defaults = Message.__dict__
-        shown = [
-            f"{name}={getattr(self, name)!r}"
-            for name in self.FIELDS
-            if name in self.__dict__ and self.__dict__[name] != defaults[name]
-        ]
+        # Proton's format: the truthy fields, in Proton's order, then the fields Proton
+        # leaves out of its repr.
+        shown = [f"{name}={value!r}" for name in _REPR_ORDER if (value := getattr(self, name))]
         return f"Message({', '.join(shown)})"
 
     # -- encoding ------------------------------------------------------------------------
@@ -324,6 +321,11 @@ class Message:
             fields["creation_time"] /= 1000
         if "group_sequence" in fields:
             fields["group_sequence"] = int(fields["group_sequence"])
+        # A ulong id reads back as a plain int, as in Proton (and encodes as a ulong again).
+        if type(fields.get("id")) is ulong:
+            fields["id"] = int(fields["id"])
+        if type(fields.get("correlation_id")) is ulong:
+            fields["correlation_id"] = int(fields["correlation_id"])
 
 
 def _copy_fields(
@@ -346,6 +348,12 @@ def _copy_fields(
             fields[name] = value
 
 
+_REPR_ORDER = (
+    "inferred", "address", "reply_to", "durable", "ttl", "priority", "first_acquirer",
+    "delivery_count", "id", "correlation_id", "user_id", "group_id", "group_sequence",
+    "reply_to_group_id", "instructions", "annotations", "properties", "body",
+    "subject", "content_type", "content_encoding", "expiry_time", "creation_time", "footer",
+)  # fmt: skip
 _MESSAGE_ID = (ulong, uuid.UUID, bytes, str)
 _HEADER_FIELDS = (
     ("durable", (bool,)), ("priority", (ubyte,)), ("ttl", (uint,)),

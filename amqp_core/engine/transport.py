@@ -213,6 +213,12 @@ class Transport:
         """The peer will send nothing more (end of stream)."""
         if self._tail_closed:
             return
+        if self._mode == Transport.SERVER and not self._header_received and not self._sasl_done:
+            # A client that left before saying anything (a port probe, a health check)
+            # is no error, as in Proton: close quietly.
+            self._close_tail()
+            self._close_head()
+            return
         if not self._close_received and not self._error:
             self._fail(FRAMING_ERROR, "connection aborted", write=False)
         self._close_tail()
@@ -702,6 +708,10 @@ class Transport:
         channel = session.channel
         assert channel is not None
         remaining = False
+        # Settlements first: a link closing right after settling must not detach
+        # before its dispositions (the peer would put those messages back).
+        if session._pending_dispositions:
+            self._write_dispositions(session, channel)
         links = session._dirty_links
         if links:
             session._dirty_links = {}
@@ -709,8 +719,6 @@ class Transport:
                 if self._process_link(session, channel, link):
                     session._dirty_links[link] = None
                     remaining = True
-        if session._pending_dispositions:
-            self._write_dispositions(session, channel)
         if session._flow_needed:
             session._flow_needed = False
             self._write(channel, self._session_flow(session))

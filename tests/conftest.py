@@ -1,0 +1,63 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: Debian's package of Proton's example programs: unpacked, never installed (installing
+#: it would pull in the C development packages).
+PROTON_EXAMPLES_PACKAGE = "libqpid-proton11-dev-examples"
+PROTON_EXAMPLES_SUBDIR = Path("usr/share/proton/examples/python")
+
+
+def _apt_get(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["apt-get", *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+@pytest.fixture(scope="session")
+def proton_examples() -> Path:
+    """The folder holding Proton's example programs (broker.py, simple_send.py, ...).
+
+    They are looked for in the cache folder $PROTON_EXAMPLES_DIR, else in
+    .cache/proton-examples under the repository; if missing, the Debian package is
+    downloaded with `apt-get download` (after `apt-get update` if the first try fails)
+    and unpacked there with `dpkg -x`.
+    """
+    cache = Path(os.environ.get("PROTON_EXAMPLES_DIR") or REPO / ".cache" / "proton-examples")
+    for folder in (cache, cache / PROTON_EXAMPLES_SUBDIR):
+        if (folder / "broker.py").is_file():
+            return folder
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        pytest.fail(
+            f"Proton's example programs are not in {cache} and there is no apt-get/dpkg "
+            f"to fetch them: unpack Debian's {PROTON_EXAMPLES_PACKAGE} there "
+            f"(dpkg -x {PROTON_EXAMPLES_PACKAGE}_*.deb {cache})"
+        )
+    cache.mkdir(parents=True, exist_ok=True)
+    download = _apt_get("download", PROTON_EXAMPLES_PACKAGE, cwd=cache)
+    if download.returncode != 0:
+        _apt_get("update", cwd=cache)
+        download = _apt_get("download", PROTON_EXAMPLES_PACKAGE, cwd=cache)
+    packages = sorted(cache.glob(f"{PROTON_EXAMPLES_PACKAGE}_*.deb"))
+    if download.returncode != 0 or not packages:
+        pytest.fail(
+            f"cannot download {PROTON_EXAMPLES_PACKAGE} into {cache} "
+            f"(apt-get download exit code {download.returncode}):\n{download.stderr}"
+            "\nRun `apt-get update` (as root), or unpack the package there yourself."
+        )
+    unpack = subprocess.run(
+        ["dpkg", "-x", str(packages[-1]), str(cache)], capture_output=True, text=True, check=False
+    )
+    examples = cache / PROTON_EXAMPLES_SUBDIR
+    if unpack.returncode != 0 or not (examples / "broker.py").is_file():
+        pytest.fail(f"cannot unpack {packages[-1]} into {cache}:\n{unpack.stderr}")
+    return examples
