@@ -39,6 +39,7 @@ __all__ = [
     "answer_opens",
     "connect",
     "make_peer",
+    "links_of",
     "names",
     "open_link",
 ]
@@ -144,7 +145,19 @@ class Happened(NamedTuple):
 
 
 def names(events: list[Happened]) -> list[str]:
-    return [event.name for event in events]
+    """The events' names, without Proton's TRANSPORT events ("there is output"): they
+    are bookkeeping of Proton's own, not protocol state."""
+    return [event.name for event in events if event.name != "TRANSPORT"]
+
+
+def links_of(connection: Any) -> list[Any]:
+    """Every link of a connection, through the API both engines share."""
+    found = []
+    link = connection.link_head(0)
+    while link is not None:
+        found.append(link)
+        link = link.next(0)
+    return found
 
 
 class Peer:

@@ -459,8 +459,13 @@ class Delivery:
         link = self._link
         if link.is_sender:
             link.unsettled_count -= 1
+            if self.id is not None:
+                link.session._outgoing_unsettled.pop(self.id, None)
         else:
+            link.unsettled_count -= 1
             link._forget_incoming(self)
+            if link.current is self:
+                link.advance()
         if self._sent_first or link.is_receiver:
             link.session._queue_disposition(self)
 
@@ -517,7 +522,6 @@ class Link(Endpoint):
         self._detach_sent = False
         self._closing = True  # detach with closed=true (close) or not (detach)
         self._flow_needed = False
-        self._echo = False
         self._incoming_partial: Delivery | None = None
 
     @property
@@ -599,8 +603,7 @@ class Sender(Link):
 
     @property
     def credit(self) -> int:
-        credit = self._link_credit - self.queued
-        return credit if credit > 0 else 0
+        return self._link_credit - self.queued
 
     def delivery_tag(self) -> bytes:
         self._tag_counter += 1
@@ -620,6 +623,7 @@ class Sender(Link):
         if self.current is None:
             raise ValueError("no current delivery: call delivery(tag) first")
         self.current._data += data
+        self._session._mark(self)
         return len(data)
 
     def advance(self) -> bool:
@@ -627,7 +631,8 @@ class Sender(Link):
         if current is None:
             return False
         current._complete = True
-        self.queued += 1
+        if not current._sent_first:
+            self.queued += 1
         following = None
         for delivery in self._deliveries:
             if not delivery._complete and not delivery.aborted:
@@ -639,7 +644,9 @@ class Sender(Link):
 
     def send(self, obj: Message | bytes, tag: bytes | str | None = None) -> Delivery:
         """Send a Message (encoded here) or bytes as one delivery."""
-        data = obj if isinstance(obj, (bytes, bytearray, memoryview)) else obj.encode()
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            return self.stream(obj)  # type: ignore[return-value]
+        data = obj.encode()
         delivery = self.delivery(tag if tag is not None else self.delivery_tag())
         delivery._data += data
         self.advance()
@@ -691,7 +698,7 @@ class Receiver(Link):
 
     @property
     def credit(self) -> int:
-        return self._link_credit if self._link_credit > 0 else 0
+        return max(self._link_credit, 0) + len(self._deliveries)
 
     @property
     def queued(self) -> int:

@@ -132,7 +132,8 @@ class Transport:
         self._remote_channels: dict[int, Session] = {}
         # Idle-timeout bookkeeping: the clock only moves in tick().
         self._input_since_tick = False
-        self._output_since_tick = False
+        self._bytes_output = 0
+        self._last_bytes_output = 0
         self._last_input = 0.0
         self._last_output = 0.0
         self._label = f"{id(self) & 0xFFFFFF:06x}"
@@ -271,7 +272,8 @@ class Transport:
                 self._write_header(AMQP_HEADER)
             return
         # Not a protocol we speak: answer with the header we do speak, then close.
-        self._write_header(SASL_HEADER if sasl_wanted else AMQP_HEADER)
+        if self._mode == Transport.SERVER:
+            self._write_header(SASL_HEADER if sasl_wanted else AMQP_HEADER)
         self._fail(FRAMING_ERROR, f"unsupported protocol header {header!r}", write=False)
         self._close_tail()
 
@@ -317,6 +319,7 @@ class Transport:
     def _on_frame(self, frame: Frame) -> None:
         performative = frame.performative
         if performative is None:
+            self._trace_in(frame.channel, "(empty frame)")
             return  # an empty frame: a heartbeat
         if frame.type != FRAME_AMQP:
             raise TransportError(FRAMING_ERROR, f"unexpected frame type {frame.type}")
@@ -361,7 +364,7 @@ class Transport:
         if channel in self._remote_channels:
             raise TransportError(NOT_ALLOWED, f"channel {channel} is already in use")
         if channel > self.channel_max:
-            raise TransportError(NOT_ALLOWED, f"channel {channel} exceeds channel-max")
+            raise TransportError(FRAMING_ERROR, f"channel {channel} exceeds channel-max")
         if body.remote_channel is not None:
             session = self._local_channels.get(body.remote_channel)
             if session is None or session.remote_channel is not None:
@@ -386,7 +389,7 @@ class Transport:
         if body.handle in handles:
             raise TransportError(HANDLE_IN_USE, f"handle {body.handle} is already attached")
         if body.handle > self.handle_max:
-            raise TransportError(NOT_ALLOWED, f"handle {body.handle} exceeds handle-max")
+            raise TransportError(FRAMING_ERROR, f"handle {body.handle} exceeds handle-max")
         remote_is_receiver = bool(body.role)
         link: Link | None = None
         for candidate in session._links:
@@ -423,6 +426,7 @@ class Transport:
         if body.handle is None:
             if body.echo:
                 session._flow_needed = True
+                session.connection._mark(session)
             self._wake_senders(session)
             return
         link = self._link_on(session, body.handle)
@@ -445,7 +449,6 @@ class Transport:
                 link._link_credit = 0
                 link.drain_mode = False
         if body.echo:
-            link._echo = True
             link._flow_needed = True
             session._mark(link)
         link._put(Event.LINK_FLOW)
@@ -485,7 +488,7 @@ class Transport:
                 delivery.settled = True
             else:
                 session._incoming_unsettled[delivery.id] = delivery
-                link.unsettled_count += 1
+            link.unsettled_count += 1  # until settled here, as in Proton
         elif body.settled:
             delivery.settled = True
         if body.aborted:
@@ -585,25 +588,25 @@ class Transport:
 
     def pop(self, size: int) -> None:
         del self._out[:size]
-        self._after_output()
+        self._after_output(size)
 
     def output(self) -> bytes:
         """Take every byte that is ready to write."""
         self._generate()
         if not self._out:
-            self._after_output()
+            self._after_output(0)
             return b""
         data = bytes(self._out)
         self._out.clear()
-        self._after_output()
+        self._after_output(len(data))
         return data
 
     def close_head(self) -> None:
         """We will write nothing more."""
         self._close_head()
 
-    def _after_output(self) -> None:
-        self._output_since_tick = True
+    def _after_output(self, wrote: int) -> None:
+        self._bytes_output += wrote
         if self._close_sent and not self._out:
             self._close_head()
 
@@ -690,6 +693,8 @@ class Transport:
             if session._local == _LOCAL_UNINIT:
                 return False
             new_channel = self._free_channel()
+            if new_channel is None:
+                return True
             session.channel = new_channel
             self._local_channels[new_channel] = session
             self._write(
@@ -730,12 +735,12 @@ class Transport:
             return False
         return remaining
 
-    def _free_channel(self) -> int:
+    def _free_channel(self) -> int | None:
         limit = min(self.channel_max, self.remote_channel_max)
         for channel in range(limit + 1):
             if channel not in self._local_channels:
                 return channel
-        raise TransportError(RESOURCE_LIMIT, "no free channel")
+        return None
 
     def _session_flow(self, session: Session, **link_fields: Any) -> Any:
         return spec.Flow(
@@ -750,7 +755,8 @@ class Transport:
         if not link._attach_sent:
             if link._local == _LOCAL_UNINIT:
                 return False
-            self._write_attach(session, channel, link)
+            if not self._write_attach(session, channel, link):
+                return True
         if link._detach_sent:
             return False
         remaining = False
@@ -768,10 +774,12 @@ class Transport:
             return False
         return remaining
 
-    def _write_attach(self, session: Session, channel: int, link: Link) -> None:
+    def _write_attach(self, session: Session, channel: int, link: Link) -> bool:
         handle = 0
         while handle in session._local_handles:
             handle += 1
+        if handle > session._remote_handle_max:
+            return False
         link.handle = handle
         session._local_handles[handle] = link
         is_sender = link.is_sender
@@ -793,10 +801,9 @@ class Transport:
             ),
         )
         link._attach_sent = True
+        return True
 
     def _write_link_flow(self, session: Session, channel: int, link: Link) -> None:
-        echo = link._echo
-        link._echo = False
         if isinstance(link, Receiver):
             credit = link._link_credit if link._link_credit > 0 else 0
             available = None
@@ -812,7 +819,6 @@ class Transport:
                 link_credit=credit,
                 available=available,
                 drain=link.drain_mode,
-                echo=echo,
             ),
         )
 
@@ -824,16 +830,20 @@ class Transport:
         while deliveries:
             delivery = deliveries[0]
             if delivery.aborted:
-                deliveries.popleft()
                 if delivery._sent_first:
+                    if session.remote_incoming_window <= 0:
+                        break
                     self._write(
                         channel,
                         spec.Transfer(handle=link.handle, more=False, aborted=True, settled=True),
                     )
+                    session.next_outgoing_id = (session.next_outgoing_id + 1) & _UINT_MASK
+                    session.remote_incoming_window -= 1
                     session._outgoing_unsettled.pop(delivery.id, None)  # type: ignore[arg-type]
+                deliveries.popleft()
                 continue
-            if not delivery._complete:
-                break
+            if not delivery._complete and delivery._transmitted == len(delivery._data):
+                break  # streaming: everything written so far is out
             if not delivery._sent_first and link._link_credit <= 0:
                 break
             if session.remote_incoming_window <= 0:
@@ -855,7 +865,8 @@ class Transport:
             delivery.id = session._next_delivery_id
             session._next_delivery_id = (session._next_delivery_id + 1) & _UINT_MASK
             link._link_credit -= 1
-            link.queued -= 1
+            if delivery._complete:
+                link.queued -= 1
             link.delivery_count = (link.delivery_count + 1) & _UINT_MASK
             if settled:
                 delivery.local_settled = True
@@ -882,12 +893,15 @@ class Transport:
                 transfer = spec.Transfer(handle=link.handle, settled=settled or None)
             offset = delivery._transmitted
             rest = len(data) - offset
-            if rest + _MAX_TRANSFER_OVERHEAD + len(delivery.tag) <= frame_limit:
+            if (
+                delivery._complete
+                and rest + _MAX_TRANSFER_OVERHEAD + len(delivery.tag) <= frame_limit
+            ):
                 room = rest  # the common case: it fits, no need to measure the header
             else:
                 transfer.more = True
                 room = frame_limit - 8 - len(encode(transfer))
-                if rest <= room:
+                if rest <= room and delivery._complete:
                     transfer.more = False
             chunk = bytes(data[offset : offset + room]) if offset or room < rest else bytes(data)
             self._write(channel, transfer, chunk)
@@ -897,6 +911,8 @@ class Transport:
             if not transfer.more:
                 delivery._data = bytearray()
                 return True
+            if delivery._transmitted == len(data) and not delivery._complete:
+                return False
 
     def _write_dispositions(self, session: Session, channel: int) -> None:
         pending = session._pending_dispositions
@@ -965,9 +981,9 @@ class Transport:
         if self._input_since_tick or not self._last_input:
             self._last_input = now
             self._input_since_tick = False
-        if self._output_since_tick or not self._last_output:
+        if self._bytes_output != self._last_bytes_output or not self._last_output:
             self._last_output = now
-            self._output_since_tick = False
+            self._last_bytes_output = self._bytes_output
         deadline = 0.0
         if self.idle_timeout and self._open_received and not self._tail_closed:
             expires = self._last_input + self.idle_timeout
@@ -978,7 +994,10 @@ class Transport:
         if self.remote_idle_timeout and self._open_sent and not self._close_sent:
             due = self._last_output + self.remote_idle_timeout / 2
             if now >= due:
-                self._out += encode_empty_frame()
+                self._trace_out(0, "(empty frame)")
+                heartbeat = encode_empty_frame()
+                self._out += heartbeat
+                self._last_bytes_output += len(heartbeat)  # not output of the application's
                 self._last_output = now
                 due = now + self.remote_idle_timeout / 2
             deadline = min(deadline, due) if deadline else due

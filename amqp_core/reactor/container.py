@@ -153,6 +153,8 @@ class _Driver(asyncio.Protocol):
         self.transport.push(data)
         self.container._process()
         self.flush()
+        if self._timer is None:
+            self._arm_timer()  # the open may have brought idle timeouts to watch
 
     def eof_received(self) -> bool:
         self.transport.close_tail()
@@ -587,7 +589,8 @@ class Container:
             return driver
 
         host = parsed.host if parsed.host not in (None, "", "0.0.0.0") else None
-        for listener in _bind(host, int(parsed.port or 5672)):
+        port = parsed.port
+        for listener in _bind(host, 5672 if port is None else int(port)):
             acceptor._sockets.append(listener)
             acceptor._servers.append(
                 loop.create_task(loop.create_server(accept, sock=listener, ssl=context))
