@@ -14,6 +14,7 @@ Sections whose fields all hold their defaults are left out when encoding.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .codec import DecodeError, decode_from, encode_into, read_value
@@ -265,29 +266,29 @@ class Message:
                 pos += 3
             else:
                 code, pos = _read_section_descriptor(data, pos)
-            expected: type | None = _SECTION_TYPES.get(code)
-            if expected is None:
-                raise DecodeError(f"descriptor {code:#x} is not a message section", start)
-            value, pos = read_value(data, pos)
-            if code <= previous and not (code == previous and code in _REPEATABLE):
-                raise DecodeError(f"{_SECTION_NAMES[code]} section out of order", start)
-            if previous in _BODIES and code in _BODIES and code != previous:
-                raise DecodeError("a message body mixes section kinds", start)
+            if code not in _ALLOWED_AFTER[previous]:
+                raise _misplaced(code, previous, start)
             previous = code
-            if type(value) is not expected and not _is_instance(value, expected):
+            value, pos = read_value(data, pos)
+            expected = _SECTION_TYPES[code]
+            if (
+                expected is not None
+                and type(value) is not expected
+                and not _is_instance(value, expected)
+            ):
                 raise DecodeError(
                     f"{_SECTION_NAMES[code]} section holds {type(value).__name__}, "
                     f"not {expected.__name__}",
                     start,
                 )
             if code == PROPERTIES:
-                self._decode_properties(value, start)
+                _copy_fields(fields, value, _PROPERTIES_FIELDS, "properties", start)
             elif code == APPLICATION_PROPERTIES:
                 fields["properties"] = value
             elif code == AMQP_VALUE:
                 fields["body"] = value
             elif code == HEADER:
-                self._decode_header(value, start)
+                _copy_fields(fields, value, _HEADER_FIELDS, "header", start)
             elif code in _REPEATABLE:
                 body_parts.append(value)
                 body_kind = code
@@ -302,42 +303,22 @@ class Message:
             else:
                 fields["body"] = SequenceSections(body_parts)
 
-    def _decode_header(self, values: list[Any], pos: int) -> None:
-        fields = self.__dict__
-        _copy_fields(fields, values, _HEADER_FIELDS, "header", pos)
-        if "priority" in fields:
-            fields["priority"] = int(fields["priority"])
-        if "ttl" in fields:
-            fields["ttl"] /= 1000
-        if "delivery_count" in fields:
-            fields["delivery_count"] = int(fields["delivery_count"])
 
-    def _decode_properties(self, values: list[Any], pos: int) -> None:
-        fields = self.__dict__
-        _copy_fields(fields, values, _PROPERTIES_FIELDS, "properties", pos)
-        if "expiry_time" in fields:
-            fields["expiry_time"] /= 1000
-        if "creation_time" in fields:
-            fields["creation_time"] /= 1000
-        if "group_sequence" in fields:
-            fields["group_sequence"] = int(fields["group_sequence"])
-        # A ulong id reads back as a plain int, as in Proton (and encodes as a ulong again).
-        if type(fields.get("id")) is ulong:
-            fields["id"] = int(fields["id"])
-        if type(fields.get("correlation_id")) is ulong:
-            fields["correlation_id"] = int(fields["correlation_id"])
+#: A header or properties field: its attribute, the types it may hold, its conversion.
+FieldSpec = tuple[str, tuple[type, ...], Callable[[Any], Any] | None]
 
 
 def _copy_fields(
     fields: dict[str, Any],
     values: list[Any],
-    names_and_types: tuple[tuple[str, tuple[type, ...]], ...],
+    specs: tuple[FieldSpec, ...],
     section: str,
     pos: int,
 ) -> None:
     """Copy the non-null `values` of a header or properties list into `fields`, checking
-    each has its field's type. Fields beyond the ones we know are ignored."""
-    for value, (name, allowed) in zip(values, names_and_types):  # noqa: B905 - may differ
+    each has its field's type and converting it to Proton's form. Fields beyond the ones
+    we know are ignored."""
+    for value, (name, allowed, convert) in zip(values, specs):  # noqa: B905 - may differ
         if value is not None:
             if type(value) not in allowed and not isinstance(value, allowed):
                 raise DecodeError(
@@ -345,7 +326,16 @@ def _copy_fields(
                     f"expected {' or '.join(kind.__name__ for kind in allowed)}",
                     pos,
                 )
-            fields[name] = value
+            fields[name] = value if convert is None else convert(value)
+
+
+def _milliseconds_to_seconds(value: int) -> float:
+    return value / 1000
+
+
+def _plain_id(value: Any) -> Any:
+    # A ulong id reads back as a plain int, as in Proton (and encodes as a ulong again).
+    return int(value) if type(value) is ulong else value
 
 
 _REPR_ORDER = (
@@ -355,21 +345,32 @@ _REPR_ORDER = (
     "subject", "content_type", "content_encoding", "expiry_time", "creation_time", "footer",
 )  # fmt: skip
 _MESSAGE_ID = (ulong, uuid.UUID, bytes, str)
-_HEADER_FIELDS = (
-    ("durable", (bool,)), ("priority", (ubyte,)), ("ttl", (uint,)),
-    ("first_acquirer", (bool,)), ("delivery_count", (uint,)),
-)  # fmt: skip
-_PROPERTIES_FIELDS = (
-    ("id", _MESSAGE_ID), ("user_id", (bytes,)), ("address", (str,)), ("subject", (str,)),
-    ("reply_to", (str,)), ("correlation_id", _MESSAGE_ID), ("content_type", (symbol,)),
-    ("content_encoding", (symbol,)), ("expiry_time", (timestamp,)),
-    ("creation_time", (timestamp,)), ("group_id", (str,)), ("group_sequence", (uint,)),
-    ("reply_to_group_id", (str,)),
-)  # fmt: skip
-_PROPERTY_FIELDS = frozenset(name for name, _ in _PROPERTIES_FIELDS)
-_SECTION_TYPES: dict[int, type] = {
+_HEADER_FIELDS: tuple[FieldSpec, ...] = (
+    ("durable", (bool,), None),
+    ("priority", (ubyte,), int),
+    ("ttl", (uint,), _milliseconds_to_seconds),
+    ("first_acquirer", (bool,), None),
+    ("delivery_count", (uint,), int),
+)
+_PROPERTIES_FIELDS: tuple[FieldSpec, ...] = (
+    ("id", _MESSAGE_ID, _plain_id),
+    ("user_id", (bytes,), None),
+    ("address", (str,), None),
+    ("subject", (str,), None),
+    ("reply_to", (str,), None),
+    ("correlation_id", _MESSAGE_ID, _plain_id),
+    ("content_type", (symbol,), None),
+    ("content_encoding", (symbol,), None),
+    ("expiry_time", (timestamp,), _milliseconds_to_seconds),
+    ("creation_time", (timestamp,), _milliseconds_to_seconds),
+    ("group_id", (str,), None),
+    ("group_sequence", (uint,), int),
+    ("reply_to_group_id", (str,), None),
+)
+_PROPERTY_FIELDS = frozenset(spec[0] for spec in _PROPERTIES_FIELDS)
+_SECTION_TYPES: dict[int, type | None] = {  # None: any value
     HEADER: list, DELIVERY_ANNOTATIONS: dict, MESSAGE_ANNOTATIONS: dict, PROPERTIES: list,
-    APPLICATION_PROPERTIES: dict, DATA: bytes, AMQP_SEQUENCE: list, AMQP_VALUE: object,
+    APPLICATION_PROPERTIES: dict, DATA: bytes, AMQP_SEQUENCE: list, AMQP_VALUE: None,
     FOOTER: dict,
 }  # fmt: skip
 _SECTION_NAMES = {code: name.split(":")[1] for name, code in _SECTION_SYMBOLS.items()}
@@ -378,6 +379,25 @@ _MAP_SECTION_FIELDS = {
 }  # fmt: skip
 _BODIES = frozenset((DATA, AMQP_SEQUENCE, AMQP_VALUE))
 _REPEATABLE = frozenset((DATA, AMQP_SEQUENCE))
+#: The sections that may follow each section (0: the start), in the spec's order:
+#: each at most once, except data and amqp-sequence, and one kind of body.
+_ALLOWED_AFTER: dict[int, frozenset[int]] = {
+    previous: frozenset(
+        code
+        for code in range(HEADER, FOOTER + 1)
+        if (code > previous and not (previous in _BODIES and code in _BODIES))
+        or (code == previous and code in _REPEATABLE)
+    )
+    for previous in (0, *range(HEADER, FOOTER + 1))
+}
+
+
+def _misplaced(code: int, previous: int, pos: int) -> DecodeError:
+    if code not in _SECTION_TYPES:
+        return DecodeError(f"descriptor {code:#x} is not a message section", pos)
+    if previous in _BODIES and code in _BODIES:
+        return DecodeError("a message body mixes section kinds", pos)
+    return DecodeError(f"{_SECTION_NAMES[code]} section out of order", pos)
 
 
 def _is_instance(value: Any, expected: type) -> bool:
