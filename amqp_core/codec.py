@@ -629,12 +629,13 @@ def _read_items(data: bytes, pos: int, count: int, depth: int) -> tuple[list[Any
     items: list[Any] = []
     append = items.append
     readers = _READERS
+    size = len(data)
     for _ in range(count):
         code = data[pos]
         if code == 0xA1:  # str8
             start = pos + 2
             pos = start + data[pos + 1]
-            if pos > len(data):
+            if pos > size:
                 raise _truncated("string", start - 2)
             try:
                 append(data[start:pos].decode("utf-8"))
@@ -660,13 +661,14 @@ _SMALL_ULONGS = [int.__new__(ulong, n) for n in range(256)]
 
 
 def _read_list(data: bytes, pos: int, depth: int, wide: bool = False) -> tuple[list[Any], int]:
-    if wide or pos + 2 > len(data):
+    size = len(data)
+    if wide or pos + 2 > size:
         count, pos, end = _read_compound_header(data, pos, wide, "list")
     else:
         count = data[pos + 1]
         end = pos + 1 + data[pos]
         pos += 2
-        if end > len(data) or end < pos:
+        if end > size or end < pos:
             _read_compound_header(data, pos - 2, wide, "list")  # raises, with the reason
     # Every item takes at least one byte (its constructor).
     if count > end - pos:
@@ -680,13 +682,14 @@ def _read_list(data: bytes, pos: int, depth: int, wide: bool = False) -> tuple[l
 
 
 def _read_map(data: bytes, pos: int, depth: int, wide: bool = False) -> tuple[dict[Any, Any], int]:
-    if wide or pos + 2 > len(data):
+    size = len(data)
+    if wide or pos + 2 > size:
         count, pos, end = _read_compound_header(data, pos, wide, "map")
     else:
         count = data[pos + 1]
         end = pos + 1 + data[pos]
         pos += 2
-        if end > len(data) or end < pos:
+        if end > size or end < pos:
             _read_compound_header(data, pos - 2, wide, "map")  # raises, with the reason
     if count > end - pos or count % 2:
         raise DecodeError(

@@ -266,11 +266,11 @@ class Message:
                 pos += 3
             else:
                 code, pos = _read_section_descriptor(data, pos)
-            if code not in _ALLOWED_AFTER[previous]:
+            expected = _ALLOWED_AFTER[previous].get(code, _Misplaced)
+            if expected is _Misplaced:
                 raise _misplaced(code, previous, start)
             previous = code
             value, pos = read_value(data, pos)
-            expected = _SECTION_TYPES[code]
             if (
                 expected is not None
                 and type(value) is not expected
@@ -381,15 +381,20 @@ _BODIES = frozenset((DATA, AMQP_SEQUENCE, AMQP_VALUE))
 _REPEATABLE = frozenset((DATA, AMQP_SEQUENCE))
 #: The sections that may follow each section (0: the start), in the spec's order:
 #: each at most once, except data and amqp-sequence, and one kind of body.
-_ALLOWED_AFTER: dict[int, frozenset[int]] = {
-    previous: frozenset(
-        code
+#: Each maps the section's code to the type its value must have (None: any).
+_ALLOWED_AFTER: dict[int, dict[int, type | None]] = {
+    previous: {
+        code: _SECTION_TYPES[code]
         for code in range(HEADER, FOOTER + 1)
         if (code > previous and not (previous in _BODIES and code in _BODIES))
         or (code == previous and code in _REPEATABLE)
-    )
+    }
     for previous in (0, *range(HEADER, FOOTER + 1))
 }
+
+
+class _Misplaced:
+    """What `_ALLOWED_AFTER` gives for a section that may not come next."""
 
 
 def _misplaced(code: int, previous: int, pos: int) -> DecodeError:
