@@ -31,7 +31,7 @@ from ..framing import (
     encode_empty_frame,
     encode_frame,
 )
-from ..types import uint
+from ..types import Described, uint, ulong
 from .endpoints import (
     Condition,
     Connection,
@@ -52,6 +52,15 @@ _UINT_MASK = 0xFFFFFFFF
 #: An upper bound on a transfer frame's bytes besides payload and tag: frame header 8,
 #: descriptor 3, list header 9, and eleven fields of at most 9 bytes each.
 _MAX_TRANSFER_OVERHEAD = 8 + 3 + 9 + 11 * 9
+_TRANSFER = ulong(0x14)
+
+
+def _uint(value: int | None) -> uint:
+    # Values the engine made itself are in range: skip the wrapper's check.
+    assert value is not None
+    return int.__new__(uint, value)
+
+
 _LOCAL_UNINIT = Endpoint.LOCAL_UNINIT
 _LOCAL_ACTIVE = Endpoint.LOCAL_ACTIVE
 _LOCAL_CLOSED = Endpoint.LOCAL_CLOSED
@@ -638,7 +647,7 @@ class Transport:
 
     def _write(self, channel: int, body: Any, payload: bytes = b"") -> None:
         if self.trace_frames:
-            self._trace_out(channel, body, payload)
+            self._trace_out(channel, spec.from_described(body), payload)
         encode_frame(self._out, FRAME_AMQP, channel, body, payload)
 
     def _generate(self) -> None:
@@ -877,38 +886,45 @@ class Transport:
             first = False
         data = delivery._data
         frame_limit = min(self.remote_max_frame_size, 2**31)
+        handle = _uint(link.handle)
         while True:
             if session.remote_incoming_window <= 0:
                 return False
+            # The transfer's fields, built directly: this runs once per frame sent.
             if first:
-                transfer = spec.Transfer(
-                    handle=link.handle,
-                    delivery_id=delivery.id,
-                    delivery_tag=delivery.tag,
-                    message_format=delivery.message_format or None,
-                    settled=settled or None,
-                )
+                fields = [
+                    handle,
+                    _uint(delivery.id),
+                    delivery.tag,
+                    _uint(delivery.message_format),  # only continuations may omit it
+                    True if settled else None,
+                ]
                 first = False
             else:
-                transfer = spec.Transfer(handle=link.handle, settled=settled or None)
+                fields = [handle, None, None, None, True if settled else None]
+            transfer = Described(_TRANSFER, fields)
             offset = delivery._transmitted
             rest = len(data) - offset
+            more = False
             if (
                 delivery._complete
                 and rest + _MAX_TRANSFER_OVERHEAD + len(delivery.tag) <= frame_limit
             ):
                 room = rest  # the common case: it fits, no need to measure the header
             else:
-                transfer.more = True
+                fields.append(True)  # more
                 room = frame_limit - 8 - len(encode(transfer))
-                if rest <= room and delivery._complete:
-                    transfer.more = False
+                more = rest > room or not delivery._complete
+                if not more:
+                    fields.pop()
+            while fields and fields[-1] is None:
+                fields.pop()
             chunk = bytes(data[offset : offset + room]) if offset or room < rest else bytes(data)
             self._write(channel, transfer, chunk)
             delivery._transmitted = offset + len(chunk)
             session.next_outgoing_id = (session.next_outgoing_id + 1) & _UINT_MASK
             session.remote_incoming_window -= 1
-            if not transfer.more:
+            if not more:
                 delivery._data = bytearray()
                 return True
             if delivery._transmitted == len(data) and not delivery._complete:

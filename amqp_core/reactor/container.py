@@ -456,6 +456,7 @@ class Container:
             allowed_mechs=kwargs.get("allowed_mechs", self.allowed_mechs),
             max_frame_size=kwargs.get("max_frame_size"),
             sni=kwargs.get("sni"),
+            virtual_host=virtual_host,
         )
         self._connections[connection] = settings
         connection._default_session = None  # type: ignore[attr-defined]
@@ -483,7 +484,11 @@ class Container:
             driver = _Driver(self, connection, transport)
             connection._driver = driver  # type: ignore[attr-defined]
             context = self._client_ssl(url, settings)
-            server_hostname = settings.settings["sni"] or (url.host if context else None)
+            server_hostname = None
+            if context is not None:
+                server_hostname = (
+                    settings.settings["sni"] or settings.settings["virtual_host"] or url.host
+                )
             assert self._loop is not None
             try:
                 await self._loop.create_connection(

@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import signal
-import sys
 import uuid
 from typing import Any
 
@@ -171,7 +170,7 @@ class Listener(Peer):
                 link.source.address = address
                 self.to_send[link.name] = [address]
                 self.dynamic_links.add(link.name)
-                emit("link", name=link.name, address=address)
+                emit("link", link=link.name, address=address)
             else:
                 link.source.address = link.remote_source.address
                 self.to_send[link.name] = self.bodies()
@@ -209,7 +208,7 @@ class Client(Peer):
             domain.set_trusted_ca_db(config["tls"]["ca"])
             domain.set_peer_authentication(SSLDomain.VERIFY_PEER_NAME)
             options["ssl_domain"] = domain
-        for key in ("user", "password", "allowed_mechs"):
+        for key in ("user", "password", "allowed_mechs", "sni"):
             if key in config:
                 options[key] = config[key]
         if config.get("idle_timeout"):
@@ -238,7 +237,7 @@ class Client(Peer):
 
     def on_link_opened(self, event: Any) -> None:
         if self.scenario == "dynamic" and event.link.is_receiver:
-            emit("link", name=event.link.name, address=event.link.remote_source.address)
+            emit("link", link=event.link.name, address=event.link.remote_source.address)
 
     def expected_accepts(self, link: Any) -> int:
         return self.count if link.name == "to-sink" else 1
@@ -267,4 +266,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

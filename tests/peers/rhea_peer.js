@@ -125,7 +125,7 @@ function listen() {
             sender.set_source({address: address});
             toSend[sender.name] = [address];
             expectedAccepts[sender.name] = 1;
-            emit('link', {name: sender.name, address: address});
+            emit('link', {link: sender.name, address: address});
         } else {
             sender.set_source({address: sender.source ? sender.source.address : null});
             toSend[sender.name] = makeBodies();
@@ -152,6 +152,7 @@ function connect() {
         options.transport = 'tls';
         options.ca = [fs.readFileSync(config.tls.ca)];
         options.rejectUnauthorized = true;
+        if (config.sni) options.servername = config.sni;
     }
     const connection = container.connect(options);
     const doneLinks = new Set();
@@ -186,7 +187,7 @@ function connect() {
         expectedMessages.dynamic = 1;
         const receiver = connection.open_receiver({name: 'dynamic', source: {dynamic: true}});
         receiver.on('receiver_open', (context) => {
-            emit('link', {name: 'dynamic', address: context.receiver.source.address});
+            emit('link', {link: 'dynamic', address: context.receiver.source.address});
         });
     }
 }
