@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from processes import free_port, stop, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,3 +64,27 @@ def proton_examples() -> Path:
     if unpack.returncode != 0 or not (examples / "broker.py").is_file():
         pytest.fail(f"cannot unpack {packages[-1]} into {cache}:\n{unpack.stderr}")
     return examples
+
+
+def _broker(script: Path) -> Iterator[str]:
+    port = free_port()
+    broker = subprocess.Popen(
+        [sys.executable, str(script), "-a", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(port)
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop(broker)
+
+
+@pytest.fixture
+def proton_broker(proton_examples: Path) -> Iterator[str]:
+    """Proton's example broker.py on a free port; yields its host:port."""
+    yield from _broker(proton_examples / "broker.py")
+
+
+@pytest.fixture
+def our_broker() -> Iterator[str]:
+    """examples/broker.py on a free port; yields its host:port."""
+    yield from _broker(REPO / "examples" / "broker.py")

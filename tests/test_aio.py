@@ -4,58 +4,15 @@ broker.py as the node, and Proton's server.py as the request/response service.""
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from processes import free_port, stop
 
 from amqp_core import ConnectionException, Message, Timeout, aio
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_for_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture
-def proton_broker(proton_examples: Path) -> Iterator[str]:
-    """Proton's broker.py on a free port; yields its address."""
-    port = _free_port()
-    broker = subprocess.Popen(
-        [sys.executable, str(proton_examples / "broker.py"), "-a", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for_port(port)
-        yield f"127.0.0.1:{port}"
-    finally:
-        _stop(broker)
 
 
 def test_send_awaits_outcomes_and_receive_keeps_the_credit_window(proton_broker: str) -> None:
@@ -130,7 +87,7 @@ def test_request_reply_with_protons_server(proton_broker: str, proton_examples: 
 
         assert asyncio.run(main()) == [f"TWAS {n}" for n in range(40)]
     finally:
-        _stop(server)
+        stop(server)
 
 
 def test_request_without_a_server_times_out(proton_broker: str) -> None:
@@ -147,7 +104,7 @@ def test_request_without_a_server_times_out(proton_broker: str) -> None:
 
 
 def test_connect_to_a_closed_port_fails_at_once() -> None:
-    port = _free_port()
+    port = free_port()
 
     async def main() -> None:
         await aio.connect(f"127.0.0.1:{port}", timeout=5)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import free_port
 
 PEERS = Path(__file__).parent / "peers"
 REPOSITORY = Path(__file__).parent.parent
@@ -41,14 +41,6 @@ IDLE_PERIOD = 3.0
 DEAD_PEER_DEADLINE = 4.0
 
 UNAUTHORIZED = "amqp:unauthorized-access"
-
-
-def free_port() -> int:
-    """A port nobody listens on now. Proton's listener cannot report the port it got
-    for port 0; ours can, but that has a test of its own."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 class PeerProcess:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import free_port, wait_for_port
 
 from amqp_core import Message
 from amqp_core.handlers import MessagingHandler
@@ -77,7 +78,7 @@ def test_schedule_runs_timer_tasks_in_order() -> None:
 def test_send_over_ipv6_loopback() -> None:
     if not socket.has_ipv6:
         pytest.fail("this machine has no IPv6 support")
-    port = _free_port(socket.AF_INET6)
+    port = free_port(socket.AF_INET6)
     url = f"[::1]:{port}/examples"
     receiver = Echo(url, expected=3)
 
@@ -98,7 +99,7 @@ def test_send_over_ipv6_loopback() -> None:
 
 
 def test_receiver_options_reach_the_peer() -> None:
-    port = _free_port()
+    port = free_port()
     url = f"127.0.0.1:{port}"
     peer = Echo(url, expected=0)
 
@@ -130,7 +131,7 @@ def test_handler_exception_propagates_from_run() -> None:
 
 
 def test_container_starts_inside_a_running_loop() -> None:
-    port = _free_port()
+    port = free_port()
     url = f"127.0.0.1:{port}/examples"
 
     async def main() -> list[Any]:
@@ -166,7 +167,7 @@ async def _run_inside_loop() -> None:
 def test_reconnect_resends_in_doubt_messages(tmp_path: Path) -> None:
     """The tutorial's simple_send with reconnect on: the listener dies after 5 messages
     (without settling them) and comes back; every message is then confirmed."""
-    port = _free_port()
+    port = free_port()
     receiver_script = tmp_path / "receiver.py"
     receiver_script.write_text(
         textwrap.dedent(
@@ -244,7 +245,7 @@ def test_reconnect_resends_in_doubt_messages(tmp_path: Path) -> None:
     sender = None
     second = None
     try:
-        _wait_for_port(port)
+        wait_for_port(port)
         sender = subprocess.Popen(
             [sys.executable, str(sender_script)], stdout=subprocess.PIPE, text=True
         )
@@ -268,20 +269,3 @@ def test_reconnect_resends_in_doubt_messages(tmp_path: Path) -> None:
 def test_backoff_is_protons_default() -> None:
     backoff = Backoff()
     assert [backoff.next() for _ in range(9)] == [0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10]
-
-
-def _free_port(family: int = socket.AF_INET) -> int:
-    with socket.socket(family) as probe:
-        probe.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_for_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port}")

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from processes import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -72,12 +73,6 @@ CONFIRMED = ["all messages confirmed"]
 def sequence(first: int, last: int) -> list[str]:
     """What simple_recv prints for the messages simple_send numbered first..last."""
     return [f"{{'sequence': {number}}}" for number in range(first, last + 1)]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 class Process:

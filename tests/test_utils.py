@@ -3,60 +3,16 @@ broker.py as the node and Proton's server.py as the request/response service."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from processes import free_port, stop
 
 from amqp_core import ConnectionException, Delivery, Message, Timeout
 from amqp_core.utils import BlockingConnection, SyncRequestResponse
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_for_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture
-def proton_broker(proton_examples: Path) -> Iterator[str]:
-    port = _free_port()
-    broker = subprocess.Popen(
-        [sys.executable, str(proton_examples / "broker.py"), "-a", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for_port(port)
-        yield f"127.0.0.1:{port}"
-    finally:
-        _stop(broker)
 
 
 def test_blocking_send_and_receive(proton_broker: str) -> None:
@@ -77,21 +33,6 @@ def test_blocking_send_and_receive(proton_broker: str) -> None:
         assert time.monotonic() - started < 3
     finally:
         connection.close()
-
-
-@pytest.fixture
-def our_broker() -> Iterator[str]:
-    """examples/broker.py, which (unlike Proton's) puts released messages back."""
-    port = _free_port()
-    broker = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "broker.py"), "-a", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for_port(port)
-        yield f"127.0.0.1:{port}"
-    finally:
-        _stop(broker)
 
 
 def test_released_messages_come_back(our_broker: str) -> None:
@@ -124,11 +65,11 @@ def test_sync_request_response_with_protons_server(
         assert replies == ["TWAS BRILLIG", "AND THE SLITHY TOVES"]
     finally:
         connection.close()
-        _stop(server)
+        stop(server)
 
 
 def test_connecting_to_a_closed_port_raises() -> None:
     started = time.monotonic()
     with pytest.raises(ConnectionException):
-        BlockingConnection(f"127.0.0.1:{_free_port()}", timeout=5)
+        BlockingConnection(f"127.0.0.1:{free_port()}", timeout=5)
     assert time.monotonic() - started < 3
