@@ -153,8 +153,9 @@ class _Driver(asyncio.Protocol):
         self.transport.push(data)
         self.container._process()
         self.flush()
-        if self._timer is None:
-            self._arm_timer()  # the open may have brought idle timeouts to watch
+        transport = self.transport
+        if self._timer is None and (transport.idle_timeout or transport.remote_idle_timeout):
+            self._arm_timer()  # the open brought idle timeouts to watch
 
     def eof_received(self) -> bool:
         self.transport.close_tail()
