@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from certificates import Certificates, make_certificates
 from processes import free_port, stop, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,3 +89,9 @@ def proton_broker(proton_examples: Path) -> Iterator[str]:
 def our_broker() -> Iterator[str]:
     """examples/broker.py on a free port; yields its host:port."""
     yield from _broker(REPO / "examples" / "broker.py")
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """Throwaway TLS certificates: a CA with a server and a client certificate."""
+    return make_certificates(tmp_path_factory.mktemp("tls"))

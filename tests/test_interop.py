@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from certificates import Certificates
 from processes import free_port
 
 PEERS = Path(__file__).parent / "peers"
@@ -334,57 +335,6 @@ def test_sasl_plain_refused_by_a_proton_listener_that_cannot_check_it(
     error = pair.client.wait_for("transport_error")
     assert error["condition"] == UNAUTHORIZED, pair.report()
     assert pair.client.find("opened") is None
-
-
-def openssl(*arguments: str | Path) -> None:
-    subprocess.run(["openssl", *map(str, arguments)], check=True, capture_output=True, timeout=30)
-
-
-def make_ca(directory: Path, name: str) -> tuple[Path, Path]:
-    certificate, key = directory / f"{name}.pem", directory / f"{name}.key"
-    openssl(
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", key, "-out", certificate, "-days", "2", "-subj", f"/CN={name}",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-    )  # fmt: skip
-    return certificate, key
-
-
-@dataclass
-class Certificates:
-    ca: Path
-    other_ca: Path
-    server_cert: Path
-    server_key: Path
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
-    """A throwaway CA, a server certificate it signed for localhost and 127.0.0.1, and
-    a second CA that signed nothing here."""
-    directory = tmp_path_factory.mktemp("tls")
-    ca, ca_key = make_ca(directory, "interop-ca")
-    other_ca, _ = make_ca(directory, "other-ca")
-    server_key, request = directory / "server.key", directory / "server.csr"
-    server_cert, extensions = directory / "server.pem", directory / "server.ext"
-    extensions.write_text(
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-        "basicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth\n"
-        "subjectKeyIdentifier=hash\n"
-        "authorityKeyIdentifier=keyid,issuer\n"
-    )
-    openssl(
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", server_key, "-out", request, "-subj", "/CN=localhost",
-    )  # fmt: skip
-    openssl(
-        "x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-        "-out", server_cert, "-days", "2", "-extfile", extensions,
-    )  # fmt: skip
-    return Certificates(ca, other_ca, server_cert, server_key)
 
 
 #: The name every client verifies the server's certificate against. Proton checks only

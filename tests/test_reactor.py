@@ -269,3 +269,117 @@ def test_reconnect_resends_in_doubt_messages(tmp_path: Path) -> None:
 def test_backoff_is_protons_default() -> None:
     backoff = Backoff()
     assert [backoff.next() for _ in range(9)] == [0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10]
+
+
+def _tls_exchange(
+    server_domain: Any, client_domain: Any, **connect: Any
+) -> tuple[list[Any], list[str]]:
+    """One message over amqps:// from our client to our listener; returns what arrived
+    and the transport errors each side saw."""
+    port = free_port()
+    url = f"amqps://127.0.0.1:{port}"
+    errors: list[str] = []
+
+    class Listener(Echo):
+        def on_start(self, event: Any) -> None:
+            self.acceptor = event.container.listen(url, ssl_domain=server_domain)
+
+        def on_transport_error(self, event: Any) -> None:
+            if event.connection is not client.connection:
+                errors.append(f"server: {event.transport.condition}")
+
+    class Client(MessagingHandler):
+        def on_start(self, event: Any) -> None:
+            self.connection = event.container.connect(
+                url, ssl_domain=client_domain, reconnect=False, **connect
+            )
+
+        def on_connection_opened(self, event: Any) -> None:
+            # Both handlers see every event of the container: act on our own end only.
+            if event.connection is self.connection:
+                event.container.create_sender(event.connection, "examples")
+
+        def on_sendable(self, event: Any) -> None:
+            event.sender.send(Message(body="secret"))
+            event.sender.close()
+
+        def on_transport_error(self, event: Any) -> None:
+            if event.connection is self.connection:
+                errors.append(f"client: {event.transport.condition}")
+                event.container.stop()
+
+        def on_connection_closed(self, event: Any) -> None:
+            if event.connection is self.connection:
+                self.safety_timer.cancel()  # done: the container may end by itself
+
+    listener = Listener(url, expected=1)
+    client = Client()
+    container = Container(listener, client)
+    client.safety_timer = container.schedule(10, _Stopper(container))
+    container.run()
+    return listener.bodies, errors
+
+
+class _Stopper:
+    def __init__(self, container: Container) -> None:
+        self.container = container
+
+    def on_timer_task(self, event: Any) -> None:
+        self.container.stop()
+
+
+def test_tls_with_client_certificates(certificates: Any) -> None:
+    from amqp_core import SSLDomain
+
+    server = SSLDomain(SSLDomain.MODE_SERVER)
+    server.set_credentials(str(certificates.server_cert), str(certificates.server_key), None)
+    server.set_trusted_ca_db(str(certificates.ca))
+    server.set_peer_authentication(SSLDomain.VERIFY_PEER, str(certificates.ca))
+
+    client = SSLDomain(SSLDomain.MODE_CLIENT)
+    client.set_trusted_ca_db(str(certificates.ca))
+    client.set_peer_authentication(SSLDomain.VERIFY_PEER_NAME)
+    client.set_credentials(str(certificates.client_cert), str(certificates.client_key), None)
+    bodies, errors = _tls_exchange(server, client, sni="localhost")
+    assert (bodies, errors) == (["secret"], [])
+
+    anonymous = SSLDomain(SSLDomain.MODE_CLIENT)
+    anonymous.set_trusted_ca_db(str(certificates.ca))
+    anonymous.set_peer_authentication(SSLDomain.VERIFY_PEER_NAME)
+    bodies, errors = _tls_exchange(server, anonymous, sni="localhost")
+    assert bodies == []
+    assert any(error.startswith("client:") for error in errors), errors
+
+
+def test_tls_checks_the_server_name(certificates: Any) -> None:
+    from amqp_core import SSLDomain
+
+    server = SSLDomain(SSLDomain.MODE_SERVER)
+    server.set_credentials(str(certificates.server_cert), str(certificates.server_key), None)
+    client = SSLDomain(SSLDomain.MODE_CLIENT)
+    client.set_trusted_ca_db(str(certificates.ca))
+    client.set_peer_authentication(SSLDomain.VERIFY_PEER_NAME)
+    bodies, errors = _tls_exchange(server, client, sni="not-the-server")
+    assert bodies == []
+    assert any("certificate" in error.lower() for error in errors), errors
+
+
+def test_connect_fails_over_across_urls() -> None:
+    live = free_port()
+    dead = free_port()
+    receiver = Echo(f"127.0.0.1:{live}", expected=1)
+
+    class Sender(MessagingHandler):
+        def on_start(self, event: Any) -> None:
+            connection = event.container.connect(
+                urls=[f"127.0.0.1:{dead}", f"127.0.0.1:{live}"],
+                reconnect=Backoff(initial=0.05, max_delay=0.2),
+            )
+            event.container.create_sender(connection, "examples")
+
+        def on_sendable(self, event: Any) -> None:
+            event.sender.send(Message(body="found you"))
+            event.sender.close()
+
+    Container(receiver, Sender()).run()
+    assert receiver.bodies == ["found you"]

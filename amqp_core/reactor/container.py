@@ -84,6 +84,7 @@ class Task:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self in self._container._tasks:
             self._container._tasks.discard(self)
             self._container._check_idle()
 
@@ -256,6 +257,7 @@ class Container:
         #: the caller waiting on it (the blocking utilities).
         self._stop_on_error = True
         self._after_process: list[Callable[[], None]] = []
+        self._before_start: list[Callable[[asyncio.AbstractEventLoop], Any]] = []
 
     # -- running ----------------------------------------------------------------------
 
@@ -281,6 +283,9 @@ class Container:
         self._started = True
         self._loop = asyncio.get_running_loop()
         self._stopped = self._loop.create_future()
+        for action in self._before_start:
+            action(self._loop)
+        self._before_start.clear()
         self._dispatch_now(Event(Event.REACTOR_INIT, self, self), None)
         self._check_idle()
 
@@ -466,11 +471,16 @@ class Container:
         return connection
 
     def _start_connect(self, connection: Connection, delay: float) -> None:
-        loop = self._loop
-        if loop is None:
-            raise RuntimeError("the container is not running: connect from on_start")
         self._pending_connects += 1
-        loop.create_task(self._connect_after(connection, delay))
+        self._when_started(lambda loop: loop.create_task(self._connect_after(connection, delay)))
+
+    def _when_started(self, action: Callable[[asyncio.AbstractEventLoop], Any]) -> None:
+        """Run `action(loop)` now if the container runs, else as soon as it starts:
+        connect, listen and schedule may be called before run(), as in Proton."""
+        if self._loop is not None:
+            action(self._loop)
+        else:
+            self._before_start.append(action)
 
     async def _connect_after(self, connection: Connection, delay: float) -> None:
         settings = self._connections.get(connection)
@@ -574,9 +584,6 @@ class Container:
         acceptor = Acceptor(self, parsed)
         self._acceptors.add(acceptor)
         context = ssl_context(ssl_domain) if ssl_domain is not None else None
-        loop = self._loop
-        if loop is None:
-            raise RuntimeError("the container is not running: listen from on_start")
 
         def accept() -> _Driver:
             connection = Connection()
@@ -596,21 +603,26 @@ class Container:
 
         host = parsed.host if parsed.host not in (None, "", "0.0.0.0") else None
         port = parsed.port
-        for listener in _bind(host, 5672 if port is None else int(port)):
-            acceptor._sockets.append(listener)
-            acceptor._servers.append(
-                loop.create_task(loop.create_server(accept, sock=listener, ssl=context))
-            )
+        acceptor._sockets = _bind(host, 5672 if port is None else int(port))
+
+        def serve(loop: asyncio.AbstractEventLoop) -> None:
+            for listener in acceptor._sockets:
+                server = loop.create_server(accept, sock=listener, ssl=context)
+                acceptor._servers.append(loop.create_task(server))
+
+        self._when_started(serve)
         return acceptor
 
     def schedule(self, delay: float, handler: Any = None) -> Task:
         """Call `handler.on_timer_task(event)` after `delay` seconds."""
         task = Task(self, handler)
-        loop = self._loop
-        if loop is None:
-            raise RuntimeError("the container is not running: schedule from on_start")
-        task._timer = loop.call_later(max(delay, 0.0), task._fire)
         self._tasks.add(task)
+
+        def arm(loop: asyncio.AbstractEventLoop) -> None:
+            if not task.cancelled:
+                task._timer = loop.call_later(max(delay, 0.0), task._fire)
+
+        self._when_started(arm)
         return task
 
     # -- links ------------------------------------------------------------------------
