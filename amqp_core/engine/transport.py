@@ -12,6 +12,7 @@ condition (spec 2.8.15-2.8.18) and never raises out of `push`.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -79,6 +80,9 @@ UNATTACHED_HANDLE = "amqp:session:unattached-handle"
 HANDLE_IN_USE = "amqp:session:handle-in-use"
 TRANSFER_LIMIT = "amqp:link:transfer-limit-exceeded"
 MESSAGE_SIZE = "amqp:link:message-size-exceeded"
+INTERNAL_ERROR = "amqp:internal-error"
+
+log = logging.getLogger("amqp_core.engine")
 
 
 class TransportError(Exception):
@@ -123,6 +127,7 @@ class Transport:
         self.trace_frames = _trace_enabled()
         self._sasl: SASL | None = None
         self._sasl_done = False
+        self._require_sasl = False
         self._reader = FrameReader(self.max_frame_size)
         self._out = bytearray()
         self._header_sent = False
@@ -164,8 +169,6 @@ class Transport:
         if required:
             self.sasl()
         self._require_sasl = required
-
-    _require_sasl = False
 
     @property
     def authenticated(self) -> bool:
@@ -218,6 +221,9 @@ class Transport:
             self._fail(FRAMING_ERROR, str(error))
         except DecodeError as error:
             self._fail(DECODE_ERROR, str(error))
+        except Exception as error:  # a bug of ours: fail this connection, not the process
+            log.exception("internal error on connection %s", self._label)
+            self._fail(INTERNAL_ERROR, f"{type(error).__name__}: {error}")
 
     def close_tail(self) -> None:
         """The peer will send nothing more (end of stream)."""
