@@ -433,16 +433,18 @@ class Transport:
 
     def _on_flow(self, channel: int, body: Any, payload: bytes) -> None:
         session = self._session_on(channel)
+        was_blocked = session.remote_incoming_window <= 0
         base = body.next_incoming_id if body.next_incoming_id is not None else 0
         session.remote_incoming_window = (
             base + body.incoming_window - session.next_outgoing_id
         ) & _UINT_MASK
         session.remote_outgoing_window = body.outgoing_window
+        if was_blocked and session.remote_incoming_window > 0:
+            self._wake_senders(session)
         if body.handle is None:
             if body.echo:
                 session._flow_needed = True
                 session.connection._mark(session)
-            self._wake_senders(session)
             return
         link = self._link_on(session, body.handle)
         if isinstance(link, Sender):
@@ -467,9 +469,9 @@ class Transport:
             link._flow_needed = True
             session._mark(link)
         link._put(Event.LINK_FLOW)
-        self._wake_senders(session)
 
     def _wake_senders(self, session: Session) -> None:
+        """The peer's session window opened again: senders held back by it may go on."""
         for link in session._links:
             if link.is_sender and link._deliveries:
                 session._mark(link)
