@@ -140,6 +140,17 @@ class _Driver(asyncio.Protocol):
         self.socket: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._done = False
+        # The socket's buffer is full: leave frames in the engine until it drains, so a
+        # peer that does not read costs us no more than what we already hold.
+        self._paused = False
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self.flush()
+        self.container._process()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -192,7 +203,7 @@ class _Driver(asyncio.Protocol):
 
     def flush(self) -> None:
         socket = self.socket
-        if socket is None or self._done:
+        if socket is None or self._done or self._paused:
             return
         data = self.transport.output()
         if data and not socket.is_closing():
