@@ -1,0 +1,485 @@
+"""The embedded broker (`python -m amqp_core.broker`), driven by real clients: Proton's
+blocking utilities and amqp_core's.
+
+Each test starts its own broker on a free port, as a subprocess stopped by its PID, or
+in a thread of this process where the test reads `Broker.stats()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import proton
+import proton.reactor
+import proton.utils
+import pytest
+from processes import free_port, stop, wait_for_port
+
+import amqp_core
+import amqp_core.reactor
+import amqp_core.utils
+from amqp_core.broker.server import Broker, BrokerConfig
+from amqp_core.reactor import Container
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: How long a test waits for something that should happen at once.
+PROMPTLY = 5
+#: How long a test watches for something that must not happen.
+QUIETLY = 0.5
+
+
+@pytest.fixture
+def start_broker() -> Iterator[Callable[..., str]]:
+    """Start `python -m amqp_core.broker` with extra options; return its host:port."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*options: str) -> str:
+        port = free_port()
+        command = [sys.executable, "-m", "amqp_core.broker", "-a", f"127.0.0.1:{port}"]
+        started.append(subprocess.Popen([*command, *options], cwd=REPO))
+        wait_for_port(port)
+        return f"127.0.0.1:{port}"
+
+    yield start
+    for process in started:
+        stop(process)
+
+
+class InProcessBroker:
+    """A Broker running in a thread of its own, with its own event loop."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.broker = Broker(config)
+        self.container = Container(self.broker)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
+        self._thread.start()
+        self._ready.wait(PROMPTLY)
+
+    async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.container.start()
+        self._ready.set()
+        await self.container.wait()
+
+    def call(self, function: Callable[[], Any]) -> Any:
+        """`function()`, run in the broker's event loop."""
+        assert self.loop is not None
+
+        async def run() -> Any:
+            return function()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(PROMPTLY)
+
+    def stats(self) -> dict[str, Any]:
+        return self.call(self.broker.stats)  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.container.stop)
+        self._thread.join(PROMPTLY)
+
+
+@pytest.fixture
+def in_process_broker() -> Iterator[tuple[InProcessBroker, str]]:
+    port = free_port()
+    broker = InProcessBroker(BrokerConfig(address=f"127.0.0.1:{port}"))
+    try:
+        wait_for_port(port)
+        yield broker, f"127.0.0.1:{port}"
+    finally:
+        broker.stop()
+
+
+@dataclass(frozen=True)
+class Client:
+    """The names a test needs from one client library: Proton's or amqp_core's."""
+
+    BlockingConnection: Any
+    Message: Any
+    Timeout: Any
+    Delivery: Any
+    LinkDetached: Any
+    Selector: Any
+
+
+CLIENTS = {
+    "proton": Client(
+        proton.utils.BlockingConnection,
+        proton.Message,
+        proton.Timeout,
+        proton.Delivery,
+        proton.utils.LinkDetached,
+        proton.reactor.Selector,
+    ),
+    "amqp_core": Client(
+        amqp_core.utils.BlockingConnection,
+        amqp_core.Message,
+        amqp_core.Timeout,
+        amqp_core.Delivery,
+        amqp_core.utils.LinkDetached,
+        amqp_core.reactor.Selector,
+    ),
+}
+
+
+@pytest.fixture(params=list(CLIENTS))
+def client(request: pytest.FixtureRequest) -> Client:
+    """Each test that uses a client runs with Proton's and with amqp_core's."""
+    return CLIENTS[request.param]
+
+
+@pytest.fixture
+def connect(client: Client) -> Iterator[Callable[[str], Any]]:
+    """Open blocking connections of the test's client library; closed after the test."""
+    connections: list[Any] = []
+
+    def open_connection(url: str) -> Any:
+        connection = client.BlockingConnection(url, timeout=PROMPTLY)
+        connections.append(connection)
+        return connection
+
+    yield open_connection
+    for connection in connections:
+        connection.close()
+
+
+def eventually(condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + PROMPTLY
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def flush(connection: Any) -> None:
+    """Let a Proton BlockingConnection send what it has (it does only while waiting)."""
+    with contextlib.suppress(proton.Timeout, amqp_core.Timeout):
+        connection.wait(lambda: False, timeout=0.1)
+
+
+def settle_modified(receiver: Any, *, failed: bool, undeliverable: bool) -> None:
+    """Settle the message `receiver` took last as modified, with these flags."""
+    delivery = receiver.fetcher.unsettled.popleft()
+    delivery.local.failed = failed
+    delivery.local.undeliverable = undeliverable
+    delivery.update(type(delivery).MODIFIED)
+    delivery.settle()
+
+
+# -- the command ------------------------------------------------------------------------
+
+
+def test_help_documents_every_option() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "amqp_core.broker", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    for option in (
+        "--address",
+        "--data-dir",
+        "--topic-prefix",
+        "--dead-letter-address",
+        "--max-queue-depth",
+    ):
+        assert option in result.stdout
+
+
+def test_sigterm_stops_the_broker_cleanly(client: Client) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "amqp_core.broker", "-a", f"127.0.0.1:{port}"],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port)
+        connection = client.BlockingConnection(f"127.0.0.1:{port}", timeout=PROMPTLY)
+        connection.create_receiver("q", name="stays")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=PROMPTLY) == 0
+        assert process.stderr is not None
+        assert b"Traceback" not in process.stderr.read()
+    finally:
+        stop(process)
+
+
+# -- addressing -------------------------------------------------------------------------
+
+
+def test_topic_gives_every_subscriber_a_copy(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker()
+    connection = connect(url)
+    first = connection.create_receiver("topic/news", name="first", credit=10)
+    second = connection.create_receiver("topic/news", name="second", credit=10)
+    sender = connection.create_sender("topic/news", name="publisher")
+    for number in range(3):
+        sender.send(client.Message(body=f"news {number}"))
+    for receiver in (first, second):
+        bodies = [receiver.receive(timeout=PROMPTLY).body for _ in range(3)]
+        receiver.accept()
+        assert bodies == ["news 0", "news 1", "news 2"]
+
+
+def test_topic_keeps_nothing_without_subscribers(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker()
+    connection = connect(url)
+    connection.create_sender("topic/void", name="publisher").send(client.Message(body="unheard"))
+    late = connection.create_receiver("topic/void", name="late")
+    with pytest.raises(client.Timeout):
+        late.receive(timeout=QUIETLY)
+
+
+def test_topic_prefix_is_configurable(client: Client, start_broker: Any, connect: Any) -> None:
+    url = start_broker("--topic-prefix", "events.")
+    connection = connect(url)
+    receivers = [connection.create_receiver("events.a", name=f"r{n}") for n in range(2)]
+    connection.create_sender("events.a", name="publisher").send(client.Message(body="both"))
+    assert [receiver.receive(timeout=PROMPTLY).body for receiver in receivers] == ["both"] * 2
+
+
+def test_dynamic_address_is_deleted_on_detach(in_process_broker: Any, connect: Any) -> None:
+    broker, url = in_process_broker
+    connection = connect(url)
+    receiver = connection.create_receiver(None, dynamic=True, name="replies")
+    address = receiver.link.remote_source.address
+    assert address
+    assert address in broker.stats()
+    receiver.close()
+    assert eventually(lambda: address not in broker.stats())
+
+
+def test_competing_consumers_share_a_queue_fairly(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker()
+    consumers = connect(url)
+    receivers = [consumers.create_receiver("shared", name=f"r{n}", credit=10) for n in range(2)]
+    sender = connect(url).create_sender("shared", name="producer")
+    for number in range(10):
+        sender.send(client.Message(body=number))
+    for receiver in receivers:
+        bodies = [receiver.receive(timeout=PROMPTLY).body for _ in range(5)]
+        receiver.accept()
+        assert len(set(bodies)) == 5
+        with pytest.raises(client.Timeout):
+            receiver.receive(timeout=QUIETLY)
+
+
+# -- outcomes ---------------------------------------------------------------------------
+
+
+def test_rejected_message_moves_to_dead_letter_address(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker()
+    connect(url).create_sender("orders", name="producer").send(client.Message(body="poison"))
+    connection = connect(url)
+    receiver = connection.create_receiver("orders", name="consumer")
+    assert receiver.receive(timeout=PROMPTLY).body == "poison"
+    receiver.reject()
+    dead_letters = connection.create_receiver("DLQ", name="dead-letters")
+    assert dead_letters.receive(timeout=PROMPTLY).body == "poison"
+    dead_letters.accept()
+    with pytest.raises(client.Timeout):
+        receiver.receive(timeout=QUIETLY)
+
+
+def test_dead_letter_address_is_configurable(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker("--dead-letter-address", "graveyard")
+    connection = connect(url)
+    connection.create_sender("orders", name="producer").send(client.Message(body="poison"))
+    receiver = connection.create_receiver("orders", name="consumer")
+    receiver.receive(timeout=PROMPTLY)
+    receiver.reject()
+    dead_letters = connection.create_receiver("graveyard", name="dead-letters")
+    assert dead_letters.receive(timeout=PROMPTLY).body == "poison"
+
+
+def test_modified_delivery_failed_counts_and_redelivers(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker()
+    connection = connect(url)
+    connection.create_sender("work", name="producer").send(client.Message(body="retry me"))
+    receiver = connection.create_receiver("work", name="consumer")
+    counts = []
+    for _ in range(3):
+        message = receiver.receive(timeout=PROMPTLY)
+        counts.append(message.delivery_count)
+        settle_modified(receiver, failed=True, undeliverable=False)
+    assert counts == [0, 1, 2]
+
+
+def test_released_message_keeps_its_place(client: Client, start_broker: Any, connect: Any) -> None:
+    url = start_broker()
+    connection = connect(url)
+    sender = connection.create_sender("line", name="producer")
+    for body in ("first", "second", "third"):
+        sender.send(client.Message(body=body))
+    receiver = connection.create_receiver("line", name="consumer")
+    assert receiver.receive(timeout=PROMPTLY).body == "first"
+    receiver.release(delivered=False)
+    # Whatever else this receiver's credit took goes back to its place too on detach.
+    receiver.close()
+    after = connection.create_receiver("line", name="after", credit=10)
+    messages = [after.receive(timeout=PROMPTLY) for _ in range(3)]
+    assert [(m.body, m.delivery_count) for m in messages] == [
+        ("first", 0),
+        ("second", 0),
+        ("third", 0),
+    ]
+
+
+def test_undeliverable_here_is_never_offered_to_that_link_again(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker()
+    connection = connect(url)
+    connection.create_sender("jobs", name="producer").send(client.Message(body="not for me"))
+    picky = connection.create_receiver("jobs", name="picky")
+    assert picky.receive(timeout=PROMPTLY).body == "not for me"
+    settle_modified(picky, failed=True, undeliverable=True)
+    with pytest.raises(client.Timeout):
+        picky.receive(timeout=QUIETLY)
+    other = connect(url).create_receiver("jobs", name="other")
+    message = other.receive(timeout=PROMPTLY)
+    assert (message.body, message.delivery_count) == ("not for me", 1)
+
+
+# -- limits -----------------------------------------------------------------------------
+
+
+def test_full_queue_holds_producers_credit_back(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker("--max-queue-depth", "3")
+    producer = connect(url)
+    sender = producer.create_sender("bounded", name="producer")
+    for number in range(3):
+        sender.send(client.Message(body=number))
+    with pytest.raises(client.Timeout):
+        producer.wait(lambda: sender.link.credit > 0, timeout=QUIETLY)
+    assert sender.link.credit == 0
+
+    consumer = connect(url)
+    receiver = consumer.create_receiver("bounded", name="consumer")
+    assert receiver.receive(timeout=PROMPTLY).body == 0
+    receiver.accept()
+    flush(consumer)
+    producer.wait(lambda: sender.link.credit > 0, timeout=PROMPTLY)
+    sender.send(client.Message(body=3))
+    assert [receiver.receive(timeout=PROMPTLY).body for _ in range(3)] == [1, 2, 3]
+
+
+# -- observability ----------------------------------------------------------------------
+
+
+def test_stats_per_address(client: Client, in_process_broker: Any, connect: Any) -> None:
+    broker, url = in_process_broker
+    connection = connect(url)
+    sender = connection.create_sender("counted", name="producer")
+    for number in range(3):
+        sender.send(client.Message(body=number))
+    receiver = connection.create_receiver("counted", name="consumer")
+    receiver.receive(timeout=PROMPTLY)
+    receiver.accept()
+    connection.wait(lambda: broker.stats()["counted"].dequeued == 1, timeout=PROMPTLY)
+    stats = broker.stats()["counted"]
+    assert (stats.enqueued, stats.consumers, stats.producers) == (3, 1, 1)
+    # One waiting and one sent to the consumer's credit window, both still owned.
+    assert stats.depth == 2
+
+
+# -- selectors --------------------------------------------------------------------------
+
+
+def test_selector_that_does_not_parse_detaches_with_invalid_field(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker()
+    connection = connect(url)
+    with pytest.raises(client.LinkDetached) as detached:
+        connection.create_receiver("q", name="bad", options=client.Selector("colour = "))
+    condition = detached.value.link.remote_condition
+    assert condition.name == "amqp:invalid-field"
+    assert "position 9" in condition.description
+
+
+# -- durability -------------------------------------------------------------------------
+
+
+def test_durable_messages_survive_kill_9(tmp_path: Path, client: Client, connect: Any) -> None:
+    """Accepted durable messages come back after kill -9; consumed and non-durable
+    ones do not."""
+    port = free_port()
+    command = [sys.executable, "-m", "amqp_core.broker", "-a", f"127.0.0.1:{port}"]
+    command += ["--data-dir", str(tmp_path)]
+    url = f"127.0.0.1:{port}"
+    broker = subprocess.Popen(command, cwd=REPO)
+    try:
+        wait_for_port(port)
+        producer = client.BlockingConnection(url, timeout=PROMPTLY)
+        sender = producer.create_sender("ledger", name="producer")
+        for number in range(4):
+            sender.send(client.Message(body=f"durable {number}", durable=True))
+        sender.send(client.Message(body="fleeting"))
+        producer.close()
+        consumer = client.BlockingConnection(url, timeout=PROMPTLY)
+        receiver = consumer.create_receiver("ledger", name="consumer")
+        assert receiver.receive(timeout=PROMPTLY).body == "durable 0"
+        receiver.accept()
+        consumer.close()  # the broker answers the close after the accept
+        broker.kill()
+        broker.wait(timeout=PROMPTLY)
+
+        broker = subprocess.Popen(command, cwd=REPO)
+        wait_for_port(port)
+        receiver = connect(url).create_receiver("ledger", name="after", credit=10)
+        bodies = [receiver.receive(timeout=PROMPTLY).body for _ in range(3)]
+        receiver.accept()
+        assert bodies == ["durable 1", "durable 2", "durable 3"]
+        with pytest.raises(client.Timeout):
+            receiver.receive(timeout=QUIETLY)
+    finally:
+        stop(broker)
+
+
+def test_unusable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "amqp_core.broker", "-a", f"127.0.0.1:{free_port()}"]
+        + ["--data-dir", str(not_a_folder / "store")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "data directory" in result.stderr
