@@ -324,17 +324,6 @@ def _encoder_for_subclass(cls: type) -> Encoder:
 # narrower encoding (smalluint, str8, list8 ...) fits every element.
 
 
-def _element_body(encoder: Encoder) -> Callable[[Any], bytes]:
-    """Turn a scalar encoder into a function giving the encoding without its constructor."""
-
-    def body(value: Any) -> bytes:
-        out = bytearray()
-        encoder(out, value)
-        return bytes(out[1:])
-
-    return body
-
-
 def _fixed_element(
     code: int, packer: Callable[[Any], bytes]
 ) -> Callable[[list[Any]], tuple[int, list[bytes]]]:

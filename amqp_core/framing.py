@@ -19,18 +19,15 @@ __all__ = [
     "FRAME_SASL",
     "MIN_MAX_FRAME_SIZE",
     "SASL_HEADER",
-    "TLS_HEADER",
     "Frame",
     "FrameReader",
     "FramingError",
     "encode_empty_frame",
     "encode_frame",
-    "parse_protocol_header",
 ]
 
 AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
 SASL_HEADER = b"AMQP\x03\x01\x00\x00"
-TLS_HEADER = b"AMQP\x02\x01\x00\x00"
 HEADER_SIZE = 8
 
 FRAME_AMQP = 0x00
@@ -57,14 +54,6 @@ class Frame(NamedTuple):
     channel: int
     performative: Any
     payload: bytes
-
-
-def parse_protocol_header(data: bytes) -> tuple[int, int, int, int]:
-    """Split an 8-byte header into (protocol id, major, minor, revision); raise
-    FramingError if it is not an AMQP header at all."""
-    if len(data) != HEADER_SIZE or data[:4] != b"AMQP":
-        raise FramingError(f"not an AMQP protocol header: {bytes(data)!r}")
-    return data[4], data[5], data[6], data[7]
 
 
 def encode_frame(
@@ -99,10 +88,6 @@ class FrameReader:
 
     def feed(self, data: bytes) -> None:
         self._buffer += data
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buffer)
 
     def read_header(self) -> bytes | None:
         """Take an 8-byte protocol header, or None while fewer bytes have arrived."""

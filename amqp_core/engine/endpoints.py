@@ -405,7 +405,6 @@ class Delivery:
         self._complete = False  # sender: advanced, all bytes given
         self._transmitted = 0  # sender: bytes already framed
         self._sent_first = False
-        self._disposition_sent_state = 0
 
     @property
     def link(self) -> Link:

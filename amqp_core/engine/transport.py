@@ -63,24 +63,24 @@ def _uint(value: int | None) -> uint:
 
 
 _LOCAL_UNINIT = Endpoint.LOCAL_UNINIT
-_LOCAL_ACTIVE = Endpoint.LOCAL_ACTIVE
 _LOCAL_CLOSED = Endpoint.LOCAL_CLOSED
 _REMOTE_ACTIVE = Endpoint.REMOTE_ACTIVE
 _REMOTE_CLOSED = Endpoint.REMOTE_CLOSED
 _REMOTE_UNINIT = Endpoint.REMOTE_UNINIT
 
-# Error conditions (spec 2.8.15-2.8.18).
-DECODE_ERROR = "amqp:decode-error"
-FRAMING_ERROR = "amqp:connection:framing-error"
-NOT_ALLOWED = "amqp:not-allowed"
-INVALID_FIELD = "amqp:invalid-field"
-UNAUTHORIZED = "amqp:unauthorized-access"
-RESOURCE_LIMIT = "amqp:resource-limit-exceeded"
-UNATTACHED_HANDLE = "amqp:session:unattached-handle"
-HANDLE_IN_USE = "amqp:session:handle-in-use"
-TRANSFER_LIMIT = "amqp:link:transfer-limit-exceeded"
-MESSAGE_SIZE = "amqp:link:message-size-exceeded"
-INTERNAL_ERROR = "amqp:internal-error"
+# Error conditions (spec 2.8.15-2.8.18), from the spec tables.
+_CONDITIONS = spec.ERROR_CONDITIONS
+DECODE_ERROR = _CONDITIONS["DECODE_ERROR"]
+FRAMING_ERROR = _CONDITIONS["FRAMING_ERROR"]
+NOT_ALLOWED = _CONDITIONS["NOT_ALLOWED"]
+INVALID_FIELD = _CONDITIONS["INVALID_FIELD"]
+UNAUTHORIZED = _CONDITIONS["UNAUTHORIZED_ACCESS"]
+RESOURCE_LIMIT = _CONDITIONS["RESOURCE_LIMIT_EXCEEDED"]
+UNATTACHED_HANDLE = _CONDITIONS["UNATTACHED_HANDLE"]
+HANDLE_IN_USE = _CONDITIONS["HANDLE_IN_USE"]
+TRANSFER_LIMIT = _CONDITIONS["TRANSFER_LIMIT_EXCEEDED"]
+MESSAGE_SIZE = _CONDITIONS["MESSAGE_SIZE_EXCEEDED"]
+INTERNAL_ERROR = _CONDITIONS["INTERNAL_ERROR"]
 
 log = logging.getLogger("amqp_core.engine")
 

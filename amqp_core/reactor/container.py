@@ -233,7 +233,6 @@ class _ConnectionSettings:
     def __init__(self, urls: list[Url], **settings: Any) -> None:
         self.urls = urls
         self.settings = settings
-        self.attempt = 0
         self.url_index = 0
 
 
@@ -651,11 +650,11 @@ class Container:
         raise TypeError(f"expected a Connection, Session or URL, not {type(context).__name__}")
 
     def _link_name(self, connection: Connection, *addresses: str | None) -> str:
-        base = "-".join([connection.container or self.container_id] + [a for a in addresses if a])
-        if len(base) == len(connection.container or self.container_id):
-            return f"{base}-{uuid.uuid4()}"
-        names = {link.name for link in connection.links()}
-        if base not in names:
+        """Proton's default name, container-address; made unique if the connection
+        already has a link by that name (or there is no address to name it by)."""
+        container = connection.container or self.container_id
+        base = "-".join([container, *(address for address in addresses if address)])
+        if base != container and base not in {link.name for link in connection.links()}:
             return base
         return f"{base}-{uuid.uuid4()}"
 
