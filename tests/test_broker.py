@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -113,6 +114,8 @@ class Client:
     Delivery: Any
     LinkDetached: Any
     Selector: Any
+    SendException: Any
+    ConnectionException: Any
 
 
 CLIENTS = {
@@ -123,6 +126,8 @@ CLIENTS = {
         proton.Delivery,
         proton.utils.LinkDetached,
         proton.reactor.Selector,
+        proton.utils.SendException,
+        proton.ConnectionException,
     ),
     "amqp_core": Client(
         amqp_core.utils.BlockingConnection,
@@ -131,6 +136,8 @@ CLIENTS = {
         amqp_core.Delivery,
         amqp_core.utils.LinkDetached,
         amqp_core.reactor.Selector,
+        amqp_core.utils.SendException,
+        amqp_core.ConnectionException,
     ),
 }
 
@@ -198,8 +205,35 @@ def test_help_documents_every_option() -> None:
         "--topic-prefix",
         "--dead-letter-address",
         "--max-queue-depth",
+        "--max-queue-bytes",
+        "--max-connections",
+        "--max-links-per-connection",
+        "--max-message-size",
+        "AMQP_TRACE",
     ):
         assert option in result.stdout
+
+
+def test_amqp_trace_prints_every_frame(client: Client) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "amqp_core.broker", "-a", f"127.0.0.1:{port}"],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "AMQP_TRACE": "1"},
+    )
+    try:
+        wait_for_port(port)
+        connection = client.BlockingConnection(f"127.0.0.1:{port}", timeout=PROMPTLY)
+        connection.create_sender("traced", name="tracer").send(client.Message(body="seen"))
+        connection.close()
+    finally:
+        stop(process)
+    assert process.stderr is not None
+    trace = process.stderr.read()
+    for frame in ("<- Open(", "-> Open(", "<- Attach(", "<- Transfer(", "-> Disposition("):
+        assert frame in trace
 
 
 def test_sigterm_stops_the_broker_cleanly(client: Client) -> None:
@@ -393,6 +427,133 @@ def test_full_queue_holds_producers_credit_back(
     producer.wait(lambda: sender.link.credit > 0, timeout=PROMPTLY)
     sender.send(client.Message(body=3))
     assert [receiver.receive(timeout=PROMPTLY).body for _ in range(3)] == [1, 2, 3]
+
+
+def test_full_queue_by_bytes_holds_producers_credit_back(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker("--max-queue-bytes", "2000")
+    producer = connect(url)
+    sender = producer.create_sender("heavy", name="producer")
+    sent = 0
+    while sender.link.credit > 0 and sent < 100:
+        sender.send(client.Message(body=b"x" * 1000))
+        sent += 1
+    # The window of 10 granted at the attach is honoured, plus one granted while the
+    # queue still had room.
+    assert sent == 11
+    with pytest.raises(client.Timeout):
+        producer.wait(lambda: sender.link.credit > 0, timeout=QUIETLY)
+
+    consumer = connect(url)
+    receiver = consumer.create_receiver("heavy", name="consumer", credit=10)
+    for _ in range(10):
+        receiver.receive(timeout=PROMPTLY)
+        receiver.accept()
+    flush(consumer)
+    producer.wait(lambda: sender.link.credit > 0, timeout=PROMPTLY)
+
+
+def test_anonymous_relay_to_a_full_queue_is_released(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker("--max-queue-depth", "1")
+    relay = connect(url).create_sender(None, name="relay")
+    relay.send(client.Message(address="small", body="fits"))
+    with pytest.raises(client.SendException) as refused:
+        relay.send(client.Message(address="small", body="does not fit"))
+    assert refused.value.state == client.Delivery.RELEASED
+    relay.send(client.Message(address="other", body="elsewhere is fine"))
+    receiver = connect(url).create_receiver("small", name="consumer", credit=10)
+    assert receiver.receive(timeout=PROMPTLY).body == "fits"
+    with pytest.raises(client.Timeout):
+        receiver.receive(timeout=QUIETLY)
+
+
+def test_connections_beyond_the_limit_are_closed_with_resource_limit_exceeded(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker("--max-connections", "2")
+    first = connect(url)
+    connect(url)
+    with pytest.raises(client.ConnectionException, match="resource-limit-exceeded"):
+        client.BlockingConnection(url, timeout=PROMPTLY).create_sender("q", name="third")
+    first.close()
+    connect(url).create_sender("q", name="after a close").send(client.Message(body="ok"))
+
+
+def test_links_beyond_the_limit_are_detached_with_resource_limit_exceeded(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker("--max-links-per-connection", "2")
+    connection = connect(url)
+    first = connection.create_sender("q", name="one")
+    connection.create_receiver("q", name="two")
+    with pytest.raises(client.LinkDetached, match="resource-limit-exceeded"):
+        connection.create_sender("q", name="three")
+    first.close()
+    connection.create_sender("q", name="after a detach").send(client.Message(body="ok"))
+
+
+def test_a_message_over_the_size_limit_closes_its_connection_only(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker("--max-message-size", "1000")
+    bystander = connect(url).create_sender("q", name="bystander")
+    sender = connect(url).create_sender("q", name="producer")
+    assert sender.link.remote_max_message_size == 1000
+    with pytest.raises(client.ConnectionException, match="message-size-exceeded"):
+        sender.send(client.Message(body=b"x" * 2000))
+    bystander.send(client.Message(body=b"x" * 500))
+    receiver = connect(url).create_receiver("q", name="consumer")
+    assert receiver.receive(timeout=PROMPTLY).body == b"x" * 500
+
+
+# -- expiry and priority ------------------------------------------------------------------
+
+
+def test_expired_messages_are_never_delivered(
+    client: Client, in_process_broker: Any, connect: Any
+) -> None:
+    broker, url = in_process_broker
+    sender = connect(url).create_sender("perishable", name="producer")
+    sender.send(client.Message(body="short-lived", ttl=0.2))
+    sender.send(client.Message(body="already expired", expiry_time=time.time() - 60))
+    sender.send(client.Message(body="long-lived", ttl=60))
+    sender.send(client.Message(body="no expiry"))
+    time.sleep(0.4)
+    receiver = connect(url).create_receiver("perishable", name="consumer", credit=10)
+    assert [receiver.receive(timeout=PROMPTLY).body for _ in range(2)] == [
+        "long-lived",
+        "no expiry",
+    ]
+    with pytest.raises(client.Timeout):
+        receiver.receive(timeout=QUIETLY)
+    assert broker.stats()["perishable"].expired == 2
+
+
+def test_expired_messages_are_swept_from_a_queue_nobody_reads(
+    client: Client, in_process_broker: Any, connect: Any
+) -> None:
+    broker, url = in_process_broker
+    sender = connect(url).create_sender("unread", name="producer")
+    for number in range(5):
+        sender.send(client.Message(body=number, ttl=0.1))
+    assert eventually(lambda: broker.stats()["unread"].depth == 0)
+    stats = broker.stats()["unread"]
+    assert (stats.expired, stats.depth_bytes) == (5, 0)
+
+
+def test_higher_priority_messages_are_delivered_first(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker()
+    sender = connect(url).create_sender("ranked", name="producer")
+    for body, priority in [("low", 1), ("high 1", 9), ("normal", 4), ("high 2", 9), ("low 2", 1)]:
+        sender.send(client.Message(body=body, priority=priority))
+    receiver = connect(url).create_receiver("ranked", name="consumer", credit=10)
+    bodies = [receiver.receive(timeout=PROMPTLY).body for _ in range(5)]
+    assert bodies == ["high 1", "high 2", "normal", "low", "low 2"]
 
 
 # -- observability ----------------------------------------------------------------------

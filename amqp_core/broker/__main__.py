@@ -1,5 +1,5 @@
 """`amqp-broker` (or `python -m amqp_core.broker`): run the embedded broker until
-Ctrl-C or SIGTERM."""
+Ctrl-C or SIGTERM. ``AMQP_TRACE=1`` in the environment traces every frame to stderr."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def parse_arguments(arguments: Sequence[str] | None = None) -> BrokerConfig:
     parser = argparse.ArgumentParser(
         prog="amqp-broker",
         description="An AMQP 1.0 broker: queues created on first use, topics, selectors, "
-        "browsing, dynamic reply queues and ANONYMOUS-RELAY. Ctrl-C or SIGTERM stops it.",
+        "browsing, dynamic reply queues and ANONYMOUS-RELAY. Ctrl-C or SIGTERM stops it. "
+        "Set AMQP_TRACE=1 to trace every frame to stderr.",
     )
     parser.add_argument(
         "-a",
@@ -57,15 +58,56 @@ def parse_arguments(arguments: Sequence[str] | None = None) -> BrokerConfig:
         help="most messages a queue holds (waiting or unsettled); when full, producers "
         "get no more credit until it drains (default: no limit)",
     )
+    parser.add_argument(
+        "--max-queue-bytes",
+        type=int,
+        metavar="BYTES",
+        help="most bytes of messages a queue holds; when full, producers get no more "
+        "credit until it drains (default: no limit)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="most connections open at a time; more are closed with "
+        "amqp:resource-limit-exceeded (default: no limit)",
+    )
+    parser.add_argument(
+        "--max-links-per-connection",
+        type=int,
+        metavar="N",
+        help="most links attached on one connection; more are detached with "
+        "amqp:resource-limit-exceeded (default: no limit)",
+    )
+    parser.add_argument(
+        "--max-message-size",
+        type=int,
+        default=defaults.max_message_size,
+        metavar="BYTES",
+        help="largest message accepted; a larger one closes its connection with "
+        "amqp:link:message-size-exceeded (default %(default)s)",
+    )
     options = parser.parse_args(arguments)
-    if options.max_queue_depth is not None and options.max_queue_depth < 1:
-        parser.error("--max-queue-depth must be at least 1")
+    for option in (
+        "max_queue_depth",
+        "max_queue_bytes",
+        "max_connections",
+        "max_links_per_connection",
+        "max_message_size",
+    ):
+        value = getattr(options, option)
+        if value is not None and value < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1")
     return BrokerConfig(
         address=options.address,
         topic_prefix=options.topic_prefix,
         dead_letter_address=options.dead_letter_address,
         max_queue_depth=options.max_queue_depth,
+        max_queue_bytes=options.max_queue_bytes,
         data_dir=options.data_dir,
+        max_connections=options.max_connections,
+        max_links_per_connection=options.max_links_per_connection,
+        max_message_size=options.max_message_size,
     )
 
 

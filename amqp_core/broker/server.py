@@ -13,31 +13,51 @@ place; modified counts a failed delivery (delivery-failed) and, with
 undeliverable-here, never offers it to that link again; rejected moves it to the
 dead-letter address (default ``DLQ``).
 
+Limits: a full queue (`max_queue_depth` messages or `max_queue_bytes` bytes) gets no
+more credit for its producers; an ANONYMOUS-RELAY sender, whose credit serves every
+address, gets its message to a full queue released instead. Connections, links per
+connection and message size are limited too, each refused with
+``amqp:resource-limit-exceeded`` (``amqp:link:message-size-exceeded`` for size).
+
 Durability: with `BrokerConfig.data_dir`, a durable message sent to a queue is written
 to the store (`amqp_core.broker.store`) before it is accepted, loaded back at start, and
-removed once a consumer accepted it. Topics keep nothing, so they store nothing.
+removed once a consumer accepted it. Store writes are batched: what arrives in one
+pass of the event loop is written in one transaction when the container runs out of
+events (``on_reactor_quiesced``), before anything is written back to a peer. Topics
+keep nothing, so they store nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from amqp_core import Condition, symbol
+from amqp_core import Condition, Delivery, symbol
 from amqp_core.broker.filters import requested_selector
-from amqp_core.broker.queues import AddressStats, Consumer, Queue, Topic
+from amqp_core.broker.queues import AddressStats, Consumer, Entry, Queue, Topic
 from amqp_core.broker.selector import SelectorError
 from amqp_core.broker.store import MessageStore, StoreError
-from amqp_core.handlers import MessagingHandler, Reject
+from amqp_core.codec import DecodeError
+from amqp_core.handlers import IncomingMessageHandler, MessagingHandler
 from amqp_core.message import Message
 
 log = logging.getLogger(__name__)
 
 #: Credit granted to each producer link at a time (Proton's default prefetch).
 PRODUCER_CREDIT_WINDOW = 10
+
+#: Largest message accepted by default: big enough for any sensible payload, small
+#: enough that one peer cannot make the broker buffer without bound.
+MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+
+#: How often queues are swept for expired messages, in seconds.
+EXPIRY_SWEEP_INTERVAL = 1.0
+
+RESOURCE_LIMIT = "amqp:resource-limit-exceeded"
 
 
 @dataclass
@@ -51,13 +71,21 @@ class BrokerConfig:
     #: Where rejected messages go.
     dead_letter_address: str = "DLQ"
     #: Messages a queue holds (waiting or unsettled) before its producers get no more
-    #: credit (a topic: its fullest subscriber); None: no limit. Senders without a
-    #: target (ANONYMOUS-RELAY) are not held back: their credit serves every address.
+    #: credit (a topic: its fullest subscriber); None: no limit.
     max_queue_depth: int | None = None
+    #: Bytes a queue holds before its producers get no more credit; None: no limit.
+    #: Credit already granted may take a queue past it by one credit window.
+    max_queue_bytes: int | None = None
     #: Credit granted to each producer link at a time.
     producer_credit_window: int = PRODUCER_CREDIT_WINDOW
     #: Where durable messages are stored; None: every message stays in memory only.
     data_dir: Path | None = None
+    #: Open connections at a time; None: no limit.
+    max_connections: int | None = None
+    #: Links attached on one connection at a time; None: no limit.
+    max_links_per_connection: int | None = None
+    #: Largest message accepted, in bytes (announced in each producer's attach).
+    max_message_size: int = MAX_MESSAGE_SIZE
 
 
 class Broker(MessagingHandler):
@@ -66,12 +94,19 @@ class Broker(MessagingHandler):
     def __init__(self, config: BrokerConfig | None = None) -> None:
         # No prefetch: producers' credit is granted here, as the queues have room.
         super().__init__(prefetch=0)
+        # Incoming messages are read here (`on_delivery`), keeping the bytes they came as.
+        self.handlers = [h for h in self.handlers if not isinstance(h, IncomingMessageHandler)]
         self.config = config or BrokerConfig()
         self.nodes: dict[str, Queue | Topic] = {}
         self.consumers: dict[Any, tuple[Queue | Topic, Consumer, Queue]] = {}
         self.producers: dict[Any, str | None] = {}  # incoming link -> its target address
+        self.connections: dict[Any, int] = {}  # open connection -> links attached on it
         self.acceptor: Any = None
         self.store: MessageStore | None = None
+        # Waiting for the next store write: (producer's delivery or None, node, entry).
+        self._arrivals: list[tuple[Any, Queue | Topic, Entry]] = []
+        self._removals: list[int] = []
+        self._delivery_counts: list[tuple[int, int]] = []
 
     # -- nodes ----------------------------------------------------------------------------
 
@@ -82,7 +117,7 @@ class Broker(MessagingHandler):
             if address.startswith(self.config.topic_prefix):
                 node = Topic(address)
             else:
-                node = Queue(address)
+                node = Queue(address, discard=self._discard)
             self.nodes[address] = node
         return node
 
@@ -99,17 +134,38 @@ class Broker(MessagingHandler):
                 dequeued=node.dequeued,
                 consumers=len(node.consumers),
                 producers=producers.get(address, 0),
+                depth_bytes=node.depth_bytes,
+                expired=node.expired,
             )
             for address, node in self.nodes.items()
         }
+
+    def _full(self, node: Queue | Topic) -> bool:
+        config = self.config
+        return (config.max_queue_depth is not None and node.depth >= config.max_queue_depth) or (
+            config.max_queue_bytes is not None and node.depth_bytes >= config.max_queue_bytes
+        )
 
     def _forget_if_idle(self, address: str) -> None:
         node = self.nodes.get(address)
         if node is not None and node.idle and address not in self.producers.values():
             del self.nodes[address]
-            if isinstance(node, Queue) and node.store_ids and self.store is not None:
+            if isinstance(node, Queue):
                 # A dynamic queue's messages go with it.
-                self.store.remove_many(node.store_ids.values())
+                self._removals.extend(e.store_id for e in node.entries if e.store_id is not None)
+
+    def _discard(self, entry: Entry) -> None:
+        """A queue dropped an expired message."""
+        if entry.store_id is not None:
+            self._removals.append(entry.store_id)
+
+    def on_timer_task(self, event: Any) -> None:
+        now = time.time()
+        for node in self.nodes.values():
+            node.sweep(now)
+        for address in list(self.nodes):
+            self._resume_producers(address)
+        event.container.schedule(EXPIRY_SWEEP_INTERVAL, self)
 
     # -- connections and links ------------------------------------------------------------
 
@@ -118,9 +174,14 @@ class Broker(MessagingHandler):
             self.store = MessageStore.open(self.config.data_dir)
             self._load(self.store)
         self.acceptor = event.container.listen(self.config.address)
+        event.container.schedule(EXPIRY_SWEEP_INTERVAL, self)
 
     def _load(self, store: MessageStore) -> None:
-        """Put the stored durable messages back on their queues, in their order."""
+        """Put the stored durable messages back on their queues, in their order.
+
+        A time to live counts again from the restart: the store keeps no arrival time.
+        """
+        now = time.time()
         for stored in store.load():
             node = self.node(stored.address)
             if isinstance(node, Topic):
@@ -131,24 +192,45 @@ class Broker(MessagingHandler):
                 continue
             message = Message()
             message.decode(stored.encoded)
-            message.delivery_count = stored.delivery_count
-            node.publish(message, stored.store_id)
+            entry = Entry.of(message, stored.encoded, now)
+            if stored.delivery_count != message.delivery_count:
+                message.delivery_count = stored.delivery_count
+                entry.encoded = message.encode()
+            entry.store_id = stored.store_id
+            node.publish(entry)
 
     def close(self) -> None:
         """Close the store, once the container has stopped."""
         if self.store is not None:
+            self._write_store()
             self.store.close()
             self.store = None
 
     def on_connection_opening(self, event: Any) -> None:
-        event.connection.offered_capabilities = [symbol("ANONYMOUS-RELAY")]
+        connection = event.connection
+        limit = self.config.max_connections
+        if limit is not None and len(self.connections) >= limit:
+            connection.condition = Condition(
+                RESOURCE_LIMIT, f"this broker accepts at most {limit} connections"
+            )
+            connection.open()
+            connection.close()
+            return
+        self.connections[connection] = 0
+        connection.offered_capabilities = [symbol("ANONYMOUS-RELAY")]
 
     def on_link_opening(self, event: Any) -> None:
         link = event.link
+        limit = self.config.max_links_per_connection
+        if limit is not None and self.connections.get(link.connection, 0) >= limit:
+            _refuse(link, f"at most {limit} links per connection", RESOURCE_LIMIT)
+            return
         if link.is_receiver:
             # No target address: ANONYMOUS-RELAY, each message names its own address.
             address = link.remote_target.address
             link.target.address = address
+            link.max_message_size = self.config.max_message_size
+            self._count_link(link, +1)
             self.producers[link] = address
             if address is not None:
                 self.node(address)
@@ -156,7 +238,7 @@ class Broker(MessagingHandler):
         source = link.remote_source
         if source.dynamic:
             address = str(uuid.uuid4())
-            self.nodes[address] = Queue(address, dynamic=True)
+            self.nodes[address] = Queue(address, dynamic=True, discard=self._discard)
         elif source.address:
             address = source.address
         else:
@@ -182,7 +264,13 @@ class Broker(MessagingHandler):
         else:
             queue = node
             node.subscribe(consumer)
+        self._count_link(link, +1)
         self.consumers[link] = (node, consumer, queue)
+
+    def _count_link(self, link: Any, change: int) -> None:
+        connection = link.connection
+        if connection in self.connections:
+            self.connections[connection] += change
 
     def on_link_opened(self, event: Any) -> None:
         if event.link in self.producers:
@@ -190,15 +278,19 @@ class Broker(MessagingHandler):
 
     def _grant_credit(self, link: Any) -> None:
         """Top a producer's credit up to the window, as far as its queue has room."""
-        window = self.config.producer_credit_window
+        wanted = self.config.producer_credit_window - link.credit
         address = self.producers.get(link)
-        limit = self.config.max_queue_depth
-        wanted = window - link.credit
-        if address is not None and limit is not None:
-            promised = sum(
-                other.credit for other, target in self.producers.items() if target == address
-            )
-            wanted = min(wanted, limit - self.node(address).depth - promised)
+        if address is not None and wanted > 0:
+            node = self.node(address)
+            limit = self.config.max_queue_depth
+            if limit is not None:
+                promised = sum(
+                    other.credit for other, target in self.producers.items() if target == address
+                )
+                wanted = min(wanted, limit - node.depth - promised)
+            byte_limit = self.config.max_queue_bytes
+            if byte_limit is not None and node.depth_bytes >= byte_limit:
+                wanted = 0
         if wanted > 0:
             link.flow(wanted)
 
@@ -221,9 +313,11 @@ class Broker(MessagingHandler):
         while link:
             self._detach(link)
             link = link.next(0)
+        self.connections.pop(connection, None)
 
     def _detach(self, link: Any) -> None:
         if link in self.producers:
+            self._count_link(link, -1)
             address = self.producers.pop(link)
             if address is not None:
                 self._forget_if_idle(address)
@@ -231,6 +325,7 @@ class Broker(MessagingHandler):
         entry = self.consumers.pop(link, None)
         if entry is None:
             return
+        self._count_link(link, -1)
         node, consumer, queue = entry
         queue.unsubscribe(consumer)
         if isinstance(node, Topic):
@@ -240,24 +335,91 @@ class Broker(MessagingHandler):
 
     # -- messages ---------------------------------------------------------------------------
 
-    def on_message(self, event: Any) -> None:
-        link = event.link
-        address = link.target.address or event.message.address
+    def on_delivery(self, event: Any) -> None:
+        delivery = event.delivery
+        link = delivery.link
+        if not link.is_receiver:
+            return  # our own sends: the OutgoingMessageHandler child reports those
+        if delivery.aborted:
+            delivery.settle()
+            return
+        if delivery.partial or not delivery.readable:
+            return
+        encoded = link.recv(delivery.pending) or b""
+        link.advance()
+        message = Message()
+        try:
+            message.decode(encoded)
+        except DecodeError as error:
+            _reject(delivery, "amqp:decode-error", f"not an AMQP message: {error}")
+            return
+        address = link.target.address or message.address
         if address is None:
-            raise Reject()
+            _reject(delivery, "amqp:invalid-field", "no address: set the message's `to`")
+            return
         node = self.node(address)
-        message = event.message
-        if isinstance(node, Queue) and message.durable and self.store is not None:
+        if link.target.address is None and self._full(node):
+            # The relay's credit serves every address, so it cannot wait for this one.
+            self.settle(delivery, Delivery.RELEASED)
+            return
+        entry = Entry.of(message, encoded, time.time())
+        if self._arrivals or (
+            message.durable and self.store is not None and isinstance(node, Queue)
+        ):
+            # Accepted once stored, after this pass (keeping the queue's order).
+            self._arrivals.append((delivery, node, entry))
+            return
+        node.publish(entry)
+        self.accept(delivery)
+        self._grant_credit(link)
+
+    def on_reactor_quiesced(self, event: Any) -> None:
+        self._write_store()
+
+    def _write_store(self) -> None:
+        """Store what arrived in this pass in one transaction, then accept it; then
+        forget what consumers settled (after the adds: a crash in between duplicates a
+        dead-lettered message rather than losing it)."""
+        store = self.store
+        if store is None:
+            return
+        arrivals, self._arrivals = self._arrivals, []
+        if arrivals:
+            failure: StoreError | None = None
+            durable = [
+                (node.address, entry)
+                for _, node, entry in arrivals
+                if entry.message.durable and isinstance(node, Queue)
+            ]
             try:
-                store_id = self.store.add(address, message.encode())
+                ids = store.add_many([(address, entry.encoded) for address, entry in durable])
             except StoreError as error:
                 log.error("%s", error)
-                raise Reject() from error
-            node.publish(message, store_id)
-        else:
-            node.publish(message)
-        if link in self.producers:
-            self._grant_credit(link)
+                failure = error
+            else:
+                for (_, entry), store_id in zip(durable, ids, strict=True):
+                    entry.store_id = store_id
+            producers = set()
+            for delivery, node, entry in arrivals:
+                if failure is not None and entry.message.durable and isinstance(node, Queue):
+                    if delivery is not None:
+                        _reject(delivery, "amqp:internal-error", str(failure))
+                    continue
+                node.publish(entry)
+                if delivery is not None:
+                    self.accept(delivery)
+                    producers.add(delivery.link)
+            for link in producers:
+                self._grant_credit(link)
+        try:
+            if self._removals:
+                removals, self._removals = self._removals, []
+                store.remove_many(removals)
+            for store_id, count in self._delivery_counts:
+                store.update_delivery_count(store_id, count)
+            self._delivery_counts.clear()
+        except StoreError as error:
+            log.error("%s (settled messages may come back after a restart)", error)
 
     def on_sendable(self, event: Any) -> None:
         entry = self.consumers.get(event.link)
@@ -278,47 +440,49 @@ class Broker(MessagingHandler):
         self._settled(event, "accepted")
 
     def _settled(self, event: Any, outcome: str) -> None:
-        entry = self.consumers.get(event.link)
+        found = self.consumers.get(event.link)
+        if found is None:
+            return
+        node, consumer, queue = found
+        entry = consumer.unsettled.pop(event.delivery, None)
         if entry is None:
             return
-        node, consumer, queue = entry
-        if event.delivery not in consumer.unsettled:
-            return
-        sequence, message = consumer.unsettled.pop(event.delivery)
         if outcome == "released":
             disposition = event.delivery.remote
             if disposition.failed:
-                message.delivery_count += 1
-                store_id = queue.store_ids.get(sequence)
-                if store_id is not None and self.store is not None:
-                    self.store.update_delivery_count(store_id, message.delivery_count)
+                entry.count_failed_delivery()
+                if entry.store_id is not None:
+                    self._delivery_counts.append((entry.store_id, entry.message.delivery_count))
             if disposition.undeliverable:
-                consumer.refused.add(sequence)
-            queue.put_back(sequence, message)
+                consumer.refused.add(entry.sequence)
+            queue.put_back(entry)
         else:
-            store_id = queue.consumed(sequence)
+            queue.consumed(entry)
             if outcome == "rejected":
-                self._dead_letter(message)
-            if store_id is not None and self.store is not None:
-                self.store.remove(store_id)
+                self._dead_letter(entry)
+            if entry.store_id is not None:
+                self._removals.append(entry.store_id)
             self._resume_producers(node.address)
         queue.dispatch()
 
-    def _dead_letter(self, message: Any) -> None:
+    def _dead_letter(self, entry: Entry) -> None:
         """Move a rejected message to the dead-letter address, stored first if durable."""
-        address = self.config.dead_letter_address
-        node = self.node(address)
-        if isinstance(node, Topic):
-            node.publish(message)
-            return
-        store_id = None
-        if message.durable and self.store is not None:
-            store_id = self.store.add(address, message.encode())
-        node.publish(message, store_id)
+        node = self.node(self.config.dead_letter_address)
+        moved = Entry(entry.message, entry.encoded, entry.deadline)
+        if self.store is not None and entry.message.durable and isinstance(node, Queue):
+            self._arrivals.append((None, node, moved))
+        else:
+            node.publish(moved)
 
 
-def _refuse(link: Any, reason: str) -> None:
+def _refuse(link: Any, reason: str, condition: str = "amqp:invalid-field") -> None:
     """Answer a peer's attach, then detach at once with an error."""
-    link.condition = Condition("amqp:invalid-field", reason)
+    link.condition = Condition(condition, reason)
     link.open()
     link.close()
+
+
+def _reject(delivery: Any, condition: str, description: str) -> None:
+    delivery.local.condition = Condition(condition, description)
+    delivery.update(Delivery.REJECTED)
+    delivery.settle()

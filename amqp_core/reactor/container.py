@@ -37,6 +37,8 @@ class Event(EngineEvent):
 
     REACTOR_INIT = EventType("REACTOR_INIT")
     REACTOR_FINAL = EventType("REACTOR_FINAL")
+    #: Every event so far has been handled, and nothing has been written yet.
+    REACTOR_QUIESCED = EventType("REACTOR_QUIESCED")
     TIMER_TASK = EventType("TIMER_TASK")
 
     __slots__ = ("container", "message", "__dict__")
@@ -384,14 +386,22 @@ class Container:
         self._processing = True
         try:
             collector = self._collector
+            quiesced = False
             while True:
                 engine_event = collector.pop()
-                if engine_event is None:
+                if engine_event is not None:
+                    event = Event(engine_event.type, engine_event.context, self)
+                    if event.type is EngineEvent.CONNECTION_REMOTE_OPEN:
+                        self._connected(event.context)
+                    handler = self._handler_for(event.context)
+                elif quiesced:
                     break
-                event = Event(engine_event.type, engine_event.context, self)
-                if event.type is EngineEvent.CONNECTION_REMOTE_OPEN:
-                    self._connected(event.context)
-                handler = self._handler_for(event.context)
+                else:
+                    # Once per pass, before output is written: the last chance to do
+                    # something (a batched disk write, say) before peers hear of it.
+                    quiesced = True
+                    event = Event(Event.REACTOR_QUIESCED, self, self)
+                    handler = None
                 try:
                     if handler is not None:
                         dispatch(handler, event)
