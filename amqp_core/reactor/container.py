@@ -15,7 +15,7 @@ import socket
 import ssl
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from ..engine.endpoints import Connection, Endpoint, Link, Receiver, Sender, Session
 from ..engine.events import Collector, EventType
@@ -155,8 +155,8 @@ class _Driver(asyncio.Protocol):
         self.container._process()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.socket = transport
+        # A stream transport, though not always an asyncio.Transport subclass (uvloop's).
+        self.socket = cast(asyncio.Transport, transport)
         self.container._drivers.add(self)
         self.transport.bind(self.connection)
         self.container._process()

@@ -1,0 +1,138 @@
+"""`create_app(settings)`: the gateway's FastAPI app, wired together. Nothing happens at
+import time; the AMQP side starts with the app's lifespan and stops with it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.resources import files
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.problems import PROBLEM_JSON, install_problem_handlers
+from gateway.routes import messages, ops, requests, streams
+from gateway.settings import Settings
+from gateway.state import Gateway
+
+VERSION = "0.1.0"
+
+DESCRIPTION = """\
+HTTP, WebSocket and Server-Sent Events in front of an AMQP 1.0 broker.
+
+- `POST /messages/{address}` sends a message and answers with the broker's outcome.
+- `GET /streams/{address}` streams messages over a WebSocket or as Server-Sent Events
+  (protocols in the README: OpenAPI cannot describe them).
+- `GET /messages/{address}?count=N&timeout=S` takes messages by long-poll.
+- `POST /requests/{address}` calls a request/response service and answers its reply.
+
+Errors are RFC 9457 problem details (`application/problem+json`).
+"""
+
+#: How long shutdown waits for requests in flight before closing the AMQP connection.
+SHUTDOWN_GRACE = 10.0
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    state = Gateway(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop(grace=SHUTDOWN_GRACE)
+
+    app = FastAPI(
+        title="AMQP gateway",
+        version=VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.gateway = state
+    install_problem_handlers(app)
+    for module in (messages, streams, requests, ops):
+        app.include_router(module.router)
+
+    console = files("gateway").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def web_console() -> str:
+        return console
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=["*"],
+        )
+    app.add_middleware(BodyLimit, max_body=settings.max_body)
+    app.add_middleware(state.metrics.middleware)
+    return app
+
+
+class BodyLimit:
+    """Answer 413 to a request whose body is over `max_body` bytes, as announced by its
+    Content-Length or as it streams in, before a route reads any of it into memory."""
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.max_body:
+                    await self._too_large(send)
+                    return
+                await self.app(scope, receive, send)
+                return
+        # No length announced (chunked): read it here, bounded, and hand it on.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        body = json.dumps(
+            {
+                "type": "about:blank",
+                "title": "Body too large",
+                "status": 413,
+                "detail": f"the body is over the limit of {self.max_body} bytes",
+            }
+        ).encode()
+        headers = [(b"content-type", PROBLEM_JSON.encode()), (b"connection", b"close")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

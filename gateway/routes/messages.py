@@ -1,0 +1,229 @@
+"""``POST /messages/{address}``: HTTP to AMQP, answering with the broker's outcome; and
+``GET /messages/{address}``: a long-poll that takes up to N messages.
+
+The address is the percent-decoded rest of the path, so ``/messages/%2Fqueue%2Fr1`` and
+``/messages//queue/r1`` both send to ``/queue/r1``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from amqp_core import Message
+from gateway.amqp import GatewayAmqpError
+from gateway.mapping import (
+    MappingError,
+    envelopes_from_json,
+    is_envelope,
+    message_from_body,
+    message_from_envelope,
+    parse_json,
+    stream_frame,
+)
+from gateway.problems import (
+    Problem,
+    ProblemError,
+    amqp_problem,
+    outcome_problem,
+    problem_responses,
+)
+from gateway.state import Gateway, GatewayDep
+
+router = APIRouter(tags=["messages"])
+
+#: After the first message of a long-poll, how long to wait for more that are already
+#: on their way, so that a burst comes back in one answer rather than one per poll.
+POLL_LINGER = 0.05
+
+
+class SendResult(BaseModel):
+    """What became of one message."""
+
+    outcome: str = Field(description="accepted (or sent, for settle=presettled)")
+    address: str
+    message_id: Any = Field(None, description="the message's id, if it has one")
+
+
+class BatchItem(BaseModel):
+    status: int = Field(description="the HTTP status this message alone would have got")
+    outcome: str | None = None
+    message_id: Any = None
+    problem: Problem | None = None
+
+
+class BatchResult(BaseModel):
+    address: str
+    results: list[BatchItem]
+
+
+class PollResult(BaseModel):
+    messages: list[dict[str, Any]] = Field(
+        description="stream frames: id, message_id, fields and body (see the README)"
+    )
+
+
+def address_of(address: str) -> str:
+    if not address:
+        raise ProblemError(404, "No address", "the path must name an AMQP address")
+    return address
+
+
+BODY_EXAMPLES: dict[str, Any] = {
+    "application/json": {"example": {"sequence": 1}},
+    "text/plain": {"example": "Twas brillig"},
+    "application/vnd.amqp.message+json": {
+        "example": {"body": {"sequence": 1}, "subject": "hello", "properties": {"colour": "red"}}
+    },
+    "application/octet-stream": {},
+}
+
+
+@router.post(
+    "/messages/{address:path}",
+    status_code=201,
+    summary="Send a message (or a batch of envelopes) to an AMQP address",
+    response_model=SendResult,
+    responses={
+        202: {"model": SendResult, "description": "Sent at most once (settle=presettled)"},
+        207: {"model": BatchResult, "description": "A batch: one result per message"},
+        **problem_responses(400, 403, 404, 413, 415, 422, 429, 502, 503, 504),
+    },
+    openapi_extra={"requestBody": {"content": BODY_EXAMPLES, "required": True}},
+)
+async def send_message(
+    address: str,
+    state: GatewayDep,
+    request: Request,
+    response: Response,
+    settle: Annotated[
+        Literal["unsettled", "presettled"],
+        Query(description="presettled: at-most-once, answered 202 without an outcome"),
+    ] = "unsettled",
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="retries with this key within the window get the first answer"),
+    ] = None,
+) -> Any:
+    address = address_of(address)
+    body = await request.body()
+    content_type = request.headers.get("content-type")
+    if is_envelope(content_type):
+        value = parse_json(body)
+        if isinstance(value, list):
+            return await _send_batch(state, address, envelopes_from_json(value))
+        message = message_from_envelope(value)
+    else:
+        message = message_from_body(body, content_type, request.headers)
+
+    if settle == "presettled":
+        await state.amqp.send_presettled(address, message, timeout=state.settings.send_timeout)
+        state.metrics.outcomes.labels("messages", "presettled").inc()
+        response.status_code = 202
+        return SendResult(outcome="sent", address=address, message_id=message.id)
+
+    if idempotency_key is None:
+        return await _send(state, address, message)
+    if message.id is None:
+        message.id = idempotency_key
+
+    async def attempt() -> SendResult | ProblemError:
+        try:
+            return await _send(state, address, message)
+        except ProblemError as error:
+            return error
+        except GatewayAmqpError as error:
+            return amqp_problem(error)
+
+    answer, replayed = await state.idempotency.once(
+        idempotency_key, attempt, keep=_worth_remembering
+    )
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    if isinstance(answer, ProblemError):
+        raise answer
+    return answer
+
+
+def _worth_remembering(answer: SendResult | ProblemError) -> bool:
+    """Outcomes are final; a 503 or a 504 is worth retrying for real."""
+    return isinstance(answer, SendResult) or answer.problem.status not in (503, 504)
+
+
+async def _send(state: Gateway, address: str, message: Message) -> SendResult:
+    outcome = await state.amqp.send(address, message, timeout=state.settings.send_timeout)
+    state.metrics.outcomes.labels("messages", outcome.name).inc()
+    if not outcome.accepted:
+        raise outcome_problem(address, outcome)
+    return SendResult(outcome="accepted", address=address, message_id=message.id)
+
+
+async def _send_batch(
+    state: Gateway, address: str, messages: list[Message | MappingError]
+) -> Response:
+    """Send each message in order; one result each, whatever became of the others."""
+    results = []
+    for message in messages:
+        if isinstance(message, MappingError):
+            problem = Problem(title=message.title, status=message.status, detail=message.detail)
+            results.append(BatchItem(status=message.status, problem=problem))
+            continue
+        try:
+            sent = await _send(state, address, message)
+        except ProblemError as error:
+            results.append(BatchItem(status=error.problem.status, problem=error.problem))
+        except GatewayAmqpError as error:
+            problem = amqp_problem(error).problem
+            results.append(BatchItem(status=problem.status, problem=problem))
+        else:
+            results.append(BatchItem(status=201, outcome="accepted", message_id=sent.message_id))
+    batch = BatchResult(address=address, results=results)
+    return Response(
+        batch.model_dump_json(exclude_none=True), status_code=207, media_type="application/json"
+    )
+
+
+@router.get(
+    "/messages/{address:path}",
+    summary="Take up to `count` messages, waiting up to `timeout` seconds (long-poll)",
+    response_model=PollResult,
+    responses={
+        204: {"description": "No message arrived in time"},
+        **problem_responses(400, 404, 503),
+    },
+)
+async def poll_messages(
+    address: str,
+    state: GatewayDep,
+    count: Annotated[int, Query(ge=1, description="most messages to take")] = 1,
+    timeout: Annotated[float, Query(ge=0, description="seconds to wait for the first")] = 10.0,
+    selector: Annotated[str | None, Query(description="JMS selector")] = None,
+) -> Any:
+    """The messages are accepted (removed from the queue) as they are answered: this is
+    at-most-once. Use a WebSocket with ack=client to acknowledge each one."""
+    address = address_of(address)
+    settings = state.settings
+    if count > settings.max_poll_count:
+        raise ProblemError(400, "Too many", f"count is at most {settings.max_poll_count}")
+    if timeout > settings.max_poll_timeout:
+        raise ProblemError(400, "Too long", f"timeout is at most {settings.max_poll_timeout:g}")
+    stream = await state.amqp.open_receiver(address, selector=selector, credit=count)
+    frames: list[dict[str, Any]] = []
+    try:
+        wait = timeout
+        while len(frames) < count:
+            try:
+                received = await stream.receive(timeout=wait)
+            except TimeoutError:
+                break
+            frames.append(stream_frame(received.id, received.message))
+            received.accept()
+            wait = POLL_LINGER
+    finally:
+        await stream.close()
+    state.metrics.stream_messages.labels("poll").inc(len(frames))
+    if not frames:
+        return Response(status_code=204)
+    return PollResult(messages=frames)

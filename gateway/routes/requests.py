@@ -1,0 +1,66 @@
+"""``POST /requests/{address}``: call an AMQP request/response service as if it were an
+HTTP endpoint. The body is mapped as for POST /messages, sent with the gateway's reply
+address and a fresh correlation id, and the reply comes back as the HTTP answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from gateway.mapping import (
+    http_reply,
+    is_envelope,
+    message_from_body,
+    message_from_envelope,
+    parse_json,
+)
+from gateway.problems import ProblemError, problem_responses
+from gateway.routes.messages import BODY_EXAMPLES, address_of
+from gateway.state import GatewayDep
+
+router = APIRouter(tags=["requests"])
+
+
+@router.post(
+    "/requests/{address:path}",
+    summary="Send a request to an AMQP service and answer with its reply",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The reply: its body by section and content type, its fields "
+            "as amqp-* headers, its application properties as amqp-app-* headers",
+            "content": {"application/json": {}, "text/plain": {}, "application/octet-stream": {}},
+        },
+        **problem_responses(400, 404, 413, 415, 422, 503, 504),
+    },
+    openapi_extra={"requestBody": {"content": BODY_EXAMPLES, "required": True}},
+)
+async def call_service(
+    address: str,
+    state: GatewayDep,
+    request: Request,
+    timeout: Annotated[
+        float | None, Query(gt=0, description="seconds to wait for the reply (default 30)")
+    ] = None,
+    request_timeout: Annotated[
+        float | None, Header(gt=0, description="seconds to wait for the reply")
+    ] = None,
+) -> Any:
+    address = address_of(address)
+    settings = state.settings
+    wait = request_timeout or timeout or settings.request_timeout
+    if wait > settings.max_request_timeout:
+        raise ProblemError(
+            400, "Timeout too long", f"the timeout is at most {settings.max_request_timeout:g} s"
+        )
+    body = await request.body()
+    content_type = request.headers.get("content-type")
+    if is_envelope(content_type):
+        message = message_from_envelope(parse_json(body))
+    else:
+        message = message_from_body(body, content_type, request.headers)
+    reply = await state.amqp.request(address, message, timeout=wait)
+    state.metrics.outcomes.labels("requests", "replied").inc()
+    answer = http_reply(reply)
+    return Response(answer.body, media_type=answer.content_type, headers=answer.headers)

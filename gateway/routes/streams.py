@@ -1,0 +1,226 @@
+"""``GET /streams/{address}``: the messages at an AMQP address, streamed, over a
+WebSocket or as Server-Sent Events.
+
+Each stream is one AMQP receiver whose credit window is the most messages in flight to
+the client and not acknowledged by it, so a slow client holds the broker back, not the
+gateway's memory. Closing the stream releases what the client had not acknowledged back
+to the queue. The frame format and the acknowledgement protocol are in the README.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+
+from gateway.amqp import (
+    OUTCOME_NAMES,
+    BrokerUnavailable,
+    GatewayAmqpError,
+    StreamReceiver,
+    UnknownMessageId,
+)
+from gateway.mapping import stream_frame
+from gateway.problems import ProblemError, amqp_problem, problem_responses
+from gateway.routes.messages import address_of
+from gateway.state import Gateway, GatewayDep, gateway
+
+router = APIRouter(tags=["streams"])
+
+#: WebSocket close codes (RFC 6455 section 7.4.1): the client asked for something
+#: wrong; the broker is away, try again later; the gateway is shutting down.
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_GOING_AWAY = 1001
+
+Ack = Literal["auto", "client"]
+
+SelectorQuery = Annotated[
+    str | None, Query(description="JMS selector: only the messages it matches")
+]
+BrowseQuery = Annotated[bool, Query(description="see copies and leave the messages on the queue")]
+CreditQuery = Annotated[
+    int | None, Query(ge=1, description="most messages in flight and not acknowledged")
+]
+
+
+def _credit(state: Gateway, credit: int | None) -> int:
+    settings = state.settings
+    if credit is None:
+        return settings.stream_credit
+    if credit > settings.max_stream_credit:
+        raise ProblemError(
+            400, "Credit too large", f"credit is at most {settings.max_stream_credit}"
+        )
+    return credit
+
+
+@contextlib.asynccontextmanager
+async def _counted(state: Gateway, kind: str, credit: int) -> AsyncIterator[None]:
+    metrics = state.metrics
+    metrics.open_streams.labels(kind).inc()
+    metrics.stream_credit.inc(credit)
+    try:
+        yield
+    finally:
+        metrics.open_streams.labels(kind).dec()
+        metrics.stream_credit.dec(credit)
+
+
+@router.websocket("/streams/{address:path}")
+async def websocket_stream(
+    websocket: WebSocket,
+    address: str,
+    selector: SelectorQuery = None,
+    browse: BrowseQuery = False,
+    credit: CreditQuery = None,
+    ack: Ack = "auto",
+) -> None:
+    state = gateway(websocket)
+    await websocket.accept()
+    try:
+        window = _credit(state, credit)
+        stream = await state.amqp.open_receiver(
+            address_of(address), selector=selector, browse=browse, credit=window
+        )
+    except (ProblemError, GatewayAmqpError) as error:
+        await _close_with_problem(websocket, error)
+        return
+    async with _counted(state, "websocket", window):
+        sending = asyncio.create_task(_forward(websocket, stream, state, ack == "auto" or browse))
+        reading = asyncio.create_task(_read_acks(websocket, stream))
+        try:
+            done, _ = await asyncio.wait({sending, reading}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                failure = task.exception()
+                if isinstance(failure, GatewayAmqpError):
+                    await _close_with_problem(websocket, failure)
+        finally:
+            for task in (sending, reading):
+                task.cancel()
+            await asyncio.gather(sending, reading, return_exceptions=True)
+            await stream.close()
+            with contextlib.suppress(Exception):
+                await websocket.close(CLOSE_GOING_AWAY)
+
+
+async def _forward(
+    websocket: WebSocket, stream: StreamReceiver, state: Gateway, auto_ack: bool
+) -> None:
+    """Send each message as a JSON text frame; in auto mode, accept it once the frame is
+    handed to the socket (which waits while the client does not read)."""
+    counter = state.metrics.stream_messages.labels("websocket")
+    while True:
+        received = await stream.receive()
+        await websocket.send_text(json.dumps(stream_frame(received.id, received.message)))
+        counter.inc()
+        if auto_ack:
+            received.accept()
+
+
+async def _read_acks(websocket: WebSocket, stream: StreamReceiver) -> None:
+    """Settle what the client acknowledges; answer a bad acknowledgement with an error
+    frame and go on."""
+    while True:
+        try:
+            text = await websocket.receive_text()
+        except WebSocketDisconnect:
+            return
+        try:
+            stream.settle(*_parse_ack(text))
+        except (ValueError, UnknownMessageId) as error:
+            await websocket.send_text(
+                json.dumps({"error": {"title": "Bad ack", "detail": str(error)}})
+            )
+
+
+def _parse_ack(text: str) -> tuple[int, Any]:
+    try:
+        request = json.loads(text)
+    except ValueError:
+        raise ValueError('not JSON: send {"ack": <id>} or {"ack": <id>, "outcome": ...}') from None
+    if not isinstance(request, dict) or "ack" not in request:
+        raise ValueError('send {"ack": <id>} or {"ack": <id>, "outcome": ...}')
+    message_id = request["ack"]
+    if not isinstance(message_id, int) or isinstance(message_id, bool):
+        raise ValueError(f"ack takes a message's id (an integer), not {message_id!r}")
+    outcome = request.get("outcome", "accepted")
+    if outcome not in OUTCOME_NAMES:
+        raise ValueError(f"outcome is one of {', '.join(OUTCOME_NAMES)}, not {outcome!r}")
+    return message_id, outcome
+
+
+async def _close_with_problem(websocket: WebSocket, error: Exception) -> None:
+    """Tell the client what went wrong in a last frame, then close with a matching code."""
+    answer = error if isinstance(error, ProblemError) else amqp_problem(error)  # type: ignore[arg-type]
+    problem = answer.problem
+    code = CLOSE_TRY_AGAIN_LATER if isinstance(error, BrokerUnavailable) else CLOSE_POLICY_VIOLATION
+    with contextlib.suppress(Exception):
+        await websocket.send_text(json.dumps({"error": problem.model_dump(exclude_none=True)}))
+        await websocket.close(code, reason=problem.title[:120])
+
+
+@router.get(
+    "/streams/{address:path}",
+    summary="Stream messages as Server-Sent Events (Accept: text/event-stream)",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "One event per message"},
+        **problem_responses(400, 404, 406, 503),
+    },
+)
+async def sse_stream(
+    request: Request,
+    address: str,
+    state: GatewayDep,
+    selector: SelectorQuery = None,
+    browse: BrowseQuery = False,
+    credit: CreditQuery = None,
+) -> StreamingResponse:
+    """Messages are accepted as they are written out (auto-ack). Each event's id is the
+    message's stream id; comments keep idle connections open. For acknowledgements, use
+    a WebSocket on the same URL."""
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        raise ProblemError(
+            406,
+            "Not acceptable",
+            "ask for Accept: text/event-stream, or open a WebSocket on this URL",
+        )
+    window = _credit(state, credit)
+    stream = await state.amqp.open_receiver(
+        address_of(address), selector=selector, browse=browse, credit=window
+    )
+    return StreamingResponse(
+        _events(stream, state, window),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _events(stream: StreamReceiver, state: Gateway, window: int) -> AsyncIterator[str]:
+    keepalive = state.settings.sse_keepalive
+    counter = state.metrics.stream_messages.labels("sse")
+    async with _counted(state, "sse", window):
+        try:
+            yield ": connected\n\n"
+            while True:
+                try:
+                    received = await stream.receive(timeout=keepalive)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                except GatewayAmqpError as error:
+                    problem = amqp_problem(error).problem.model_dump(exclude_none=True)
+                    yield f"event: error\ndata: {json.dumps(problem)}\n\n"
+                    return
+                data = json.dumps(stream_frame(received.id, received.message))
+                yield f"id: {received.id}\nevent: message\ndata: {data}\n\n"
+                counter.inc()
+                received.accept()
+        finally:
+            await stream.close()

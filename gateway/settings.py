@@ -1,0 +1,117 @@
+"""The gateway's settings: one object, filled from command-line flags (``--amqp-url``),
+environment variables (``GATEWAY_AMQP_URL``) or a test's keyword arguments, in that
+order of precedence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The smallest body limit allowed: the issue asks for at least 1 MB by default, and a
+#: smaller one would turn ordinary JSON payloads away.
+MEBIBYTE = 1024 * 1024
+
+
+def split_host_port(value: str, default_port: int) -> tuple[str, int]:
+    """("host", port) from "host:port", "[v6]:port", "host" or ":port"."""
+    host, _, port = value.rpartition(":")
+    if not host and not port.isdigit():
+        host, port = port, ""
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if port and not port.isdigit():
+        raise ValueError(f"not HOST:PORT: {value!r}")
+    return host or "127.0.0.1", int(port) if port else default_port
+
+
+class Settings(BaseSettings):
+    """Every setting of `amqp-gateway`; each is also an environment variable
+    GATEWAY_<NAME> (for example GATEWAY_AMQP_URL)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_",
+        cli_prog_name="amqp-gateway",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_exit_on_error=True,
+        extra="ignore",
+    )
+
+    http: str = Field("127.0.0.1:8080", description="HOST:PORT the HTTP server listens on")
+    amqp_url: str | None = Field(
+        None,
+        description="broker to use, amqp[s]://[user:pass@]host:port; none: run the "
+        "embedded broker in this process",
+    )
+    amqp_listen: str = Field(
+        "localhost:5672",
+        description="HOST:PORT the embedded broker listens on for AMQP clients "
+        "(only without --amqp-url)",
+    )
+    data_dir: Path | None = Field(
+        None,
+        description="folder of the embedded broker's durable message store "
+        "(default: messages stay in memory)",
+    )
+    send_timeout: float = Field(
+        10.0, gt=0, description="seconds to wait for the broker's outcome of a POST (504 after)"
+    )
+    request_timeout: float = Field(
+        30.0, gt=0, description="default seconds to wait for a reply to POST /requests"
+    )
+    max_request_timeout: float = Field(
+        300.0, gt=0, description="longest Request-Timeout or ?timeout a client may ask for"
+    )
+    max_body: int = Field(
+        MEBIBYTE, ge=MEBIBYTE, description="largest request body in bytes (413 beyond it)"
+    )
+    stream_credit: int = Field(
+        10, ge=1, description="default window of unacknowledged messages per stream"
+    )
+    max_stream_credit: int = Field(
+        1000, ge=1, description="largest window a stream client may ask for with ?credit"
+    )
+    max_poll_count: int = Field(100, ge=1, description="most messages one long-poll GET takes")
+    max_poll_timeout: float = Field(60.0, gt=0, description="longest wait of a long-poll GET")
+    idempotency_window: float = Field(
+        600.0, ge=0, description="seconds an Idempotency-Key's first result is remembered"
+    )
+    idempotency_keys: int = Field(
+        10_000, ge=0, description="most Idempotency-Keys remembered at a time"
+    )
+    sse_keepalive: float = Field(15.0, gt=0, description="seconds between SSE keep-alive comments")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins allowed by CORS (none by default; * for any)"
+    )
+    log_level: str = Field("info", description="critical, error, warning, info or debug")
+    log_format: str = Field("json", description="json (one object per line) or text")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.lower()
+        if value not in ("critical", "error", "warning", "info", "debug"):
+            raise ValueError("one of critical, error, warning, info, debug")
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in ("json", "text"):
+            raise ValueError("json or text")
+        return value
+
+    @field_validator("http", "amqp_listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        split_host_port(value, 0)
+        return value
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("an amqp:// or amqps:// URL")
+        return value

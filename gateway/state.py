@@ -1,0 +1,57 @@
+"""What one gateway app holds while it runs: its settings, its AMQP client (and the
+embedded broker when no --amqp-url is given), its metrics and its Idempotency-Key
+cache. Routes get it as a dependency, never as a global."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from amqp_core.broker.server import BrokerConfig
+from gateway.amqp import AmqpClient, AmqpClientConfig, EmbeddedBroker
+from gateway.idempotency import IdempotencyCache
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.broker: EmbeddedBroker | None = None
+        self.amqp = AmqpClient(AmqpClientConfig(url=settings.amqp_url or "amqp://localhost"))
+        self.idempotency: IdempotencyCache[Any] = IdempotencyCache(
+            settings.idempotency_window, settings.idempotency_keys
+        )
+
+    async def start(self) -> None:
+        settings = self.settings
+        if settings.amqp_url is None:
+            self.broker = EmbeddedBroker(
+                BrokerConfig(address=settings.amqp_listen, data_dir=settings.data_dir)
+            )
+            await self.broker.start()
+            self.amqp = AmqpClient(AmqpClientConfig(url=self.broker.url))
+        await self.amqp.start()
+        # Ready as soon as possible, but never wait long: /readyz tells the rest.
+        await self.amqp.wait_connected(timeout=5)
+
+    async def stop(self, grace: float) -> None:
+        await self.amqp.close(grace=grace)
+        if self.broker is not None:
+            await self.broker.stop()
+
+
+def gateway(connection: HTTPConnection) -> Gateway:
+    """The running app's `Gateway` (a FastAPI dependency, for HTTP and WebSocket)."""
+    state: Gateway = connection.app.state.gateway
+    return state
+
+
+#: A route's parameter `state: GatewayDep` receives the running app's `Gateway`.
+GatewayDep = Annotated[Gateway, Depends(gateway)]
