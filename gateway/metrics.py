@@ -4,6 +4,7 @@ in one process, as in tests, do not share counters), served at ``/metrics``."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -57,6 +58,7 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self._by_labels: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.amqp_connected = Gauge(
             "gateway_amqp_connected",
             "1 while the gateway's AMQP connection is open",
@@ -88,9 +90,21 @@ class Metrics:
                 route = scope.get("route")
                 template = getattr(route, "path", "other")
                 if template != "/metrics":
-                    method = scope["method"]
-                    self.http_requests.labels(method, template, str(status)).inc()
-                    elapsed = time.perf_counter() - started
-                    self.http_latency.labels(method, template).observe(elapsed)
+                    counter, latency = self._series(scope["method"], template, status)
+                    counter.inc()
+                    latency.observe(time.perf_counter() - started)
 
         return measured
+
+    def _series(self, method: str, route: str, status: int) -> tuple[Any, Any]:
+        """The request counter and latency histogram of these labels (looking labels up
+        costs more than counting, so the pairs are kept)."""
+        key = (method, route, status)
+        series = self._by_labels.get(key)
+        if series is None:
+            series = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_latency.labels(method, route),
+            )
+            self._by_labels[key] = series
+        return series

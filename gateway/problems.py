@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from amqp_core import Condition
 from amqp_core.aio import Outcome
@@ -184,7 +186,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         answer = amqp_problem(error)
         return problem_response(answer.problem, answer.headers)
 
+    async def on_client_gone(request: Request, error: Exception) -> Response:
+        # Nobody is left to answer: not an error of ours, and nothing to log.
+        return Response(status_code=400)
+
     app.add_exception_handler(ProblemError, on_problem)
+    app.add_exception_handler(ClientDisconnect, on_client_gone)
     app.add_exception_handler(MappingError, on_mapping_error)
     app.add_exception_handler(GatewayAmqpError, on_amqp_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

@@ -47,8 +47,9 @@ class Gateway:
             await self.broker.stop()
 
 
-def gateway(connection: HTTPConnection) -> Gateway:
-    """The running app's `Gateway` (a FastAPI dependency, for HTTP and WebSocket)."""
+async def gateway(connection: HTTPConnection) -> Gateway:
+    """The running app's `Gateway` (a FastAPI dependency, for HTTP and WebSocket; async
+    so that FastAPI does not hand it to a worker thread)."""
     state: Gateway = connection.app.state.gateway
     return state
 

@@ -206,6 +206,11 @@ class Broker(MessagingHandler):
             self.store.close()
             self.store = None
 
+    def on_transport_error(self, event: Any) -> None:
+        # A client that vanished or spoke garbage: its business, not the broker's failure.
+        condition = event.transport.condition if event.transport is not None else None
+        log.info("connection ended: %s", condition)
+
     def on_connection_opening(self, event: Any) -> None:
         connection = event.connection
         limit = self.config.max_connections

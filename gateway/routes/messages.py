@@ -19,7 +19,6 @@ from gateway.mapping import (
     envelopes_from_json,
     is_envelope,
     message_from_body,
-    message_from_envelope,
     parse_json,
     stream_frame,
 )
@@ -97,7 +96,6 @@ async def send_message(
     address: str,
     state: GatewayDep,
     request: Request,
-    response: Response,
     settle: Annotated[
         Literal["unsettled", "presettled"],
         Query(description="presettled: at-most-once, answered 202 without an outcome"),
@@ -114,18 +112,15 @@ async def send_message(
         value = parse_json(body)
         if isinstance(value, list):
             return await _send_batch(state, address, envelopes_from_json(value))
-        message = message_from_envelope(value)
-    else:
-        message = message_from_body(body, content_type, request.headers)
+    message = message_from_body(body, content_type, request.headers)
 
     if settle == "presettled":
         await state.amqp.send_presettled(address, message, timeout=state.settings.send_timeout)
         state.metrics.outcomes.labels("messages", "presettled").inc()
-        response.status_code = 202
-        return SendResult(outcome="sent", address=address, message_id=message.id)
+        return _answer(SendResult(outcome="sent", address=address, message_id=message.id), 202)
 
     if idempotency_key is None:
-        return await _send(state, address, message)
+        return _answer(await _send(state, address, message))
     if message.id is None:
         message.id = idempotency_key
 
@@ -140,11 +135,19 @@ async def send_message(
     answer, replayed = await state.idempotency.once(
         idempotency_key, attempt, keep=_worth_remembering
     )
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
     if isinstance(answer, ProblemError):
+        if replayed:
+            answer.headers = {**(answer.headers or {}), "Idempotent-Replayed": "true"}
         raise answer
-    return answer
+    return _answer(answer, headers={"Idempotent-Replayed": "true"} if replayed else None)
+
+
+def _answer(
+    result: SendResult, status: int = 201, headers: dict[str, str] | None = None
+) -> Response:
+    # Serialized here: FastAPI's response_model validation would cost more than the send.
+    body = result.model_dump_json().encode()
+    return Response(body, status, headers, media_type="application/json")
 
 
 def _worth_remembering(answer: SendResult | ProblemError) -> bool:

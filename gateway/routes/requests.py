@@ -10,10 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from gateway.mapping import (
     http_reply,
-    is_envelope,
     message_from_body,
-    message_from_envelope,
-    parse_json,
 )
 from gateway.problems import ProblemError, problem_responses
 from gateway.routes.messages import BODY_EXAMPLES, address_of
@@ -55,11 +52,7 @@ async def call_service(
             400, "Timeout too long", f"the timeout is at most {settings.max_request_timeout:g} s"
         )
     body = await request.body()
-    content_type = request.headers.get("content-type")
-    if is_envelope(content_type):
-        message = message_from_envelope(parse_json(body))
-    else:
-        message = message_from_body(body, content_type, request.headers)
+    message = message_from_body(body, request.headers.get("content-type"), request.headers)
     reply = await state.amqp.request(address, message, timeout=wait)
     state.metrics.outcomes.labels("requests", "replied").inc()
     answer = http_reply(reply)

@@ -81,7 +81,7 @@ async def websocket_stream(
     credit: CreditQuery = None,
     ack: Ack = "auto",
 ) -> None:
-    state = gateway(websocket)
+    state = await gateway(websocket)
     await websocket.accept()
     try:
         window = _credit(state, credit)
