@@ -29,9 +29,11 @@ keep nothing, so they store nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,10 @@ MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 EXPIRY_SWEEP_INTERVAL = 1.0
 
 RESOURCE_LIMIT = "amqp:resource-limit-exceeded"
+MESSAGE_SIZE = "amqp:link:message-size-exceeded"
+
+#: How the broker tells a producer what became of its message: (Delivery state, condition).
+Settle = Callable[[int, Condition | None], None]
 
 
 @dataclass
@@ -103,8 +109,10 @@ class Broker(MessagingHandler):
         self.connections: dict[Any, int] = {}  # open connection -> links attached on it
         self.acceptor: Any = None
         self.store: MessageStore | None = None
-        # Waiting for the next store write: (producer's delivery or None, node, entry).
-        self._arrivals: list[tuple[Any, Queue | Topic, Entry]] = []
+        self.container: Any = None
+        # Waiting for the next store write: (how to settle with the producer, node, entry).
+        self._arrivals: list[tuple[Settle | None, Queue | Topic, Entry]] = []
+        self._store_write_scheduled = False
         self._removals: list[int] = []
         self._delivery_counts: list[tuple[int, int]] = []
 
@@ -173,6 +181,7 @@ class Broker(MessagingHandler):
         if self.config.data_dir is not None:
             self.store = MessageStore.open(self.config.data_dir)
             self._load(self.store)
+        self.container = event.container
         self.acceptor = event.container.listen(self.config.address)
         event.container.schedule(EXPIRY_SWEEP_INTERVAL, self)
 
@@ -307,6 +316,32 @@ class Broker(MessagingHandler):
     def on_link_closing(self, event: Any) -> None:
         self._detach(event.link)
 
+    def on_link_error(self, event: Any) -> None:
+        # The client closed its link with an error: that link ends, its connection stays.
+        self._detach(event.link)
+
+    def on_link_remote_detach(self, event: Any) -> None:
+        # Detached without closing (a JMS durable subscriber does): gone all the same.
+        self._detach(event.link)
+        event.link.detach()
+
+    def on_session_closing(self, event: Any) -> None:
+        self._drop_session(event.session)
+
+    def on_session_error(self, event: Any) -> None:
+        self._drop_session(event.session)
+
+    def on_connection_error(self, event: Any) -> None:
+        self._drop_connection(event.connection)
+
+    def _drop_session(self, session: Any) -> None:
+        """An ended session detaches its links."""
+        link = session.connection.link_head(0)
+        while link:
+            if link.session is session:
+                self._detach(link)
+            link = link.next(0)
+
     def on_connection_closing(self, event: Any) -> None:
         self._drop_connection(event.connection)
 
@@ -356,27 +391,58 @@ class Broker(MessagingHandler):
         try:
             message.decode(encoded)
         except DecodeError as error:
-            _reject(delivery, "amqp:decode-error", f"not an AMQP message: {error}")
+            condition = Condition("amqp:decode-error", f"not an AMQP message: {error}")
+            self._settle_transfer(delivery, Delivery.REJECTED, condition)
             return
         address = link.target.address or message.address
         if address is None:
-            _reject(delivery, "amqp:invalid-field", "no address: set the message's `to`")
+            condition = Condition("amqp:invalid-field", "no address: set the message's `to`")
+            self._settle_transfer(delivery, Delivery.REJECTED, condition)
             return
+        settle = functools.partial(self._settle_transfer, delivery)
+        # A relay's credit serves every address, so it cannot wait for a full one.
+        self._route(address, message, encoded, settle, held_by_credit=bool(link.target.address))
+
+    def publish(self, address: str, message: Message, settle: Settle) -> None:
+        """Route a message from inside this process as if a producer had sent it to
+        `address`: `settle(state, condition)` is called with ACCEPTED once the broker owns
+        it (after the store write, for a durable message to a queue), RELEASED when its
+        queue is full, or REJECTED with the condition. In the broker's event loop only."""
+        encoded = message.encode()
+        limit = self.config.max_message_size
+        if len(encoded) > limit:
+            condition = Condition(MESSAGE_SIZE, f"message of {len(encoded)} bytes: over {limit}")
+            settle(Delivery.REJECTED, condition)
+            return
+        self._route(address, message, encoded, settle, held_by_credit=False)
+
+    def _route(
+        self, address: str, message: Message, encoded: bytes, settle: Settle, held_by_credit: bool
+    ) -> None:
         node = self.node(address)
-        if link.target.address is None and self._full(node):
-            # The relay's credit serves every address, so it cannot wait for this one.
-            self.settle(delivery, Delivery.RELEASED)
+        if not held_by_credit and self._full(node):
+            settle(Delivery.RELEASED, None)
             return
         entry = Entry.of(message, encoded, time.time())
         if self._arrivals or (
             message.durable and self.store is not None and isinstance(node, Queue)
         ):
-            # Accepted once stored, after this pass (keeping the queue's order).
-            self._arrivals.append((delivery, node, entry))
+            # Accepted once stored (keeping the queue's order): on_reactor_quiesced, or
+            # at once for a message published from outside the container's dispatch.
+            self._arrivals.append((settle, node, entry))
+            if not self._store_write_scheduled and self.container is not None:
+                self._store_write_scheduled = True
+                self.container.schedule(0, _StoreWrite(self))
             return
         node.publish(entry)
-        self.accept(delivery)
-        self._grant_credit(link)
+        settle(Delivery.ACCEPTED, None)
+
+    def _settle_transfer(self, delivery: Any, state: int, condition: Condition | None) -> None:
+        """Settle a producer's transfer, and give its link the credit back."""
+        delivery.local.condition = condition
+        delivery.update(state)
+        delivery.settle()
+        self._grant_credit(delivery.link)
 
     def on_reactor_quiesced(self, event: Any) -> None:
         self._write_store()
@@ -385,6 +451,7 @@ class Broker(MessagingHandler):
         """Store what arrived in this pass in one transaction, then accept it; then
         forget what consumers settled (after the adds: a crash in between duplicates a
         dead-lettered message rather than losing it)."""
+        self._store_write_scheduled = False
         store = self.store
         if store is None:
             return
@@ -404,18 +471,14 @@ class Broker(MessagingHandler):
             else:
                 for (_, entry), store_id in zip(durable, ids, strict=True):
                     entry.store_id = store_id
-            producers = set()
-            for delivery, node, entry in arrivals:
+            for settle, node, entry in arrivals:
                 if failure is not None and entry.message.durable and isinstance(node, Queue):
-                    if delivery is not None:
-                        _reject(delivery, "amqp:internal-error", str(failure))
+                    if settle is not None:
+                        settle(Delivery.REJECTED, Condition("amqp:internal-error", str(failure)))
                     continue
                 node.publish(entry)
-                if delivery is not None:
-                    self.accept(delivery)
-                    producers.add(delivery.link)
-            for link in producers:
-                self._grant_credit(link)
+                if settle is not None:
+                    settle(Delivery.ACCEPTED, None)
         try:
             if self._removals:
                 removals, self._removals = self._removals, []
@@ -480,14 +543,18 @@ class Broker(MessagingHandler):
             node.publish(moved)
 
 
+class _StoreWrite:
+    """A timer task that writes what `Broker.publish` left waiting for the store."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def on_timer_task(self, event: Any) -> None:
+        self.broker._write_store()
+
+
 def _refuse(link: Any, reason: str, condition: str = "amqp:invalid-field") -> None:
     """Answer a peer's attach, then detach at once with an error."""
     link.condition = Condition(condition, reason)
     link.open()
     link.close()
-
-
-def _reject(delivery: Any, condition: str, description: str) -> None:
-    delivery.local.condition = Condition(condition, description)
-    delivery.update(Delivery.REJECTED)
-    delivery.settle()
