@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from certificates import Certificates, make_certificates
 from processes import free_port, stop, wait_for_port
+from rabbitmq import RABBITMQ_BIN, RabbitMQ, rabbitmq_available
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -95,3 +96,18 @@ def our_broker() -> Iterator[str]:
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     """Throwaway TLS certificates: a CA with a server and a client certificate."""
     return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> Iterator[RabbitMQ]:
+    """A private RabbitMQ 3.10 node with its AMQP 1.0 plugin (tests/rabbitmq.py), started
+    once per session; `.url` / `.port` say where. Fails when Debian's rabbitmq-server is
+    not installed: CI installs it (.ci/run)."""
+    if not rabbitmq_available():
+        pytest.fail(
+            f"RabbitMQ is not installed ({RABBITMQ_BIN / 'rabbitmq-server'} is missing): "
+            "run `apt-get install -y --no-install-recommends rabbitmq-server` (as root); "
+            "the package does not start it, the fixture does"
+        )
+    with RabbitMQ() as node:
+        yield node

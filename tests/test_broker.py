@@ -209,6 +209,7 @@ def test_help_documents_every_option() -> None:
         "--max-connections",
         "--max-links-per-connection",
         "--max-message-size",
+        "--producer-credit",
         "AMQP_TRACE",
     ):
         assert option in result.stdout
@@ -432,7 +433,7 @@ def test_full_queue_holds_producers_credit_back(
 def test_full_queue_by_bytes_holds_producers_credit_back(
     client: Client, start_broker: Any, connect: Any
 ) -> None:
-    url = start_broker("--max-queue-bytes", "2000")
+    url = start_broker("--max-queue-bytes", "2000", "--producer-credit", "10")
     producer = connect(url)
     sender = producer.create_sender("heavy", name="producer")
     sent = 0

@@ -87,8 +87,17 @@ def parse_arguments(arguments: Sequence[str] | None = None) -> BrokerConfig:
         help="largest message accepted; a larger one closes its connection with "
         "amqp:link:message-size-exceeded (default %(default)s)",
     )
+    parser.add_argument(
+        "--producer-credit",
+        type=int,
+        default=defaults.producer_credit_window,
+        metavar="N",
+        help="credit granted to each producer at a time: messages it may send ahead; "
+        "a durable burst of that many is one disk write (default %(default)s)",
+    )
     options = parser.parse_args(arguments)
     for option in (
+        "producer_credit",
         "max_queue_depth",
         "max_queue_bytes",
         "max_connections",
@@ -108,6 +117,7 @@ def parse_arguments(arguments: Sequence[str] | None = None) -> BrokerConfig:
         max_connections=options.max_connections,
         max_links_per_connection=options.max_links_per_connection,
         max_message_size=options.max_message_size,
+        producer_credit_window=options.producer_credit,
     )
 
 

@@ -5,9 +5,9 @@ One SQLite file (standard library `sqlite3`) under the broker's data directory h
 row per durable message that is still queued: its address, the AMQP message bytes as
 they arrived (the broker never decodes bodies), and its delivery count. The broker calls
 `MessageStore.add` / `add_many` before it settles a durable message as accepted, and
-`remove` / `remove_many` once a consumer settled it; each of these calls is one
-transaction that is on disk when it returns. After a restart, `load` hands the messages
-back in insertion order.
+`remove` / `remove_many` once a consumer settled it, or `apply` for all of these at
+once; each of these calls is one transaction that is on disk when it returns. After a
+restart, `load` hands the messages back in insertion order.
 
 Why these SQLite settings:
 
@@ -178,12 +178,7 @@ class MessageStore:
         `items` are (address, encoded message) pairs; the store ids returned are in the
         same order, and increasing, so that `load` gives the messages back in this order.
         """
-        first = self._next_id
-        rows = [(first + index, address, encoded) for index, (address, encoded) in enumerate(items)]
-        # Spent even if the write fails: a commit that failed late may still be on disk.
-        self._next_id = first + len(rows)
-        self._write("INSERT INTO message (id, address, encoded) VALUES (?, ?, ?)", rows)
-        return list(range(first, self._next_id))
+        return self.apply(items)
 
     def remove(self, store_id: int) -> None:
         """Delete a message (its consumer settled it); done on disk when this returns.
@@ -194,14 +189,38 @@ class MessageStore:
 
     def remove_many(self, ids: Iterable[int]) -> None:
         """Delete messages in one transaction (one fsync); ids not in the store are ignored."""
-        self._write("DELETE FROM message WHERE id = ?", [(store_id,) for store_id in ids])
+        self.apply(removals=ids)
 
     def update_delivery_count(self, store_id: int, count: int) -> None:
         """Record a message's delivery count (after a modified/delivery-failed outcome).
 
         Durable on return; an id that is not in the store is ignored.
         """
-        self._write("UPDATE message SET delivery_count = ? WHERE id = ?", [(count, store_id)])
+        self.apply(delivery_counts=[(store_id, count)])
+
+    def apply(
+        self,
+        adds: Sequence[tuple[str, bytes]] = (),
+        removals: Iterable[int] = (),
+        delivery_counts: Iterable[tuple[int, int]] = (),
+    ) -> list[int]:
+        """Add, remove and update messages in one transaction (one fsync): all of it or
+        nothing. Returns the new messages' store ids, as `add_many` does."""
+        first = self._next_id
+        added = [(first + index, address, encoded) for index, (address, encoded) in enumerate(adds)]
+        # Spent even if the write fails: a commit that failed late may still be on disk.
+        self._next_id = first + len(added)
+        self._write(
+            [
+                ("INSERT INTO message (id, address, encoded) VALUES (?, ?, ?)", added),
+                ("DELETE FROM message WHERE id = ?", [(store_id,) for store_id in removals]),
+                (
+                    "UPDATE message SET delivery_count = ? WHERE id = ?",
+                    [(count, store_id) for store_id, count in delivery_counts],
+                ),
+            ]
+        )
+        return list(range(first, self._next_id))
 
     def load(self) -> Iterator[StoredMessage]:
         """Every stored message, in insertion order (for a restart).
@@ -263,15 +282,18 @@ class MessageStore:
             raise StoreError(self._path, "the store is closed")
         return self._connection
 
-    def _write(self, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
-        """Run `statement` once per row, all in one transaction committed before returning."""
-        if not rows:
+    def _write(self, statements: list[tuple[str, Sequence[tuple[object, ...]]]]) -> None:
+        """Run each statement once per row, all in one transaction committed before
+        returning (none at all when there are no rows)."""
+        statements = [(statement, rows) for statement, rows in statements if rows]
+        if not statements:
             return
         connection = self._live()
         try:
             # IMMEDIATE: take the write lock before the first statement, not halfway.
             connection.execute("BEGIN IMMEDIATE")
-            connection.executemany(statement, rows)
+            for statement, rows in statements:
+                connection.executemany(statement, rows)
             connection.execute("COMMIT")
         except BaseException as failure:
             _roll_back(connection)

@@ -448,7 +448,7 @@ class Delivery:
         """Set the local outcome (Delivery.ACCEPTED ...), taking details from `local`."""
         self.local_state = state
         self.local.type = state
-        if self._sent_first or self._link.is_receiver:
+        if not self.settled and (self._sent_first or self._link.is_receiver):
             self._link.session._queue_disposition(self)
 
     def settle(self) -> None:
@@ -465,7 +465,7 @@ class Delivery:
             link._forget_incoming(self)
             if link.current is self:
                 link.advance()
-        if self._sent_first or link.is_receiver:
+        if not self.settled and (self._sent_first or link.is_receiver):
             link.session._queue_disposition(self)
 
     def abort(self) -> None:
@@ -599,6 +599,10 @@ class Sender(Link):
         super().__init__(session, name)
         self._tag_counter = 0
         self.queued = 0  # advanced and not yet transmitted
+        # Deliveries in _deliveries neither advanced nor aborted (at most this many: it may
+        # be too high after a reset, never too low), so that advance() need not look
+        # through thousands of advanced deliveries waiting for credit to find none.
+        self._unfinished = 0
 
     @property
     def credit(self) -> int:
@@ -613,6 +617,7 @@ class Sender(Link):
             tag = tag.encode("utf-8")
         delivery = Delivery(self, tag)
         self._deliveries.append(delivery)
+        self._unfinished += 1
         self.unsettled_count += 1
         if self.current is None:
             self.current = delivery
@@ -629,14 +634,20 @@ class Sender(Link):
         current = self.current
         if current is None:
             return False
+        if not current._complete and not current.aborted:
+            self._unfinished -= 1
         current._complete = True
         if not current._sent_first:
             self.queued += 1
         following = None
-        for delivery in self._deliveries:
-            if not delivery._complete and not delivery.aborted:
-                following = delivery
-                break
+        if self._unfinished > 0:
+            unfinished = 0
+            for delivery in self._deliveries:
+                if not delivery._complete and not delivery.aborted:
+                    if following is None:
+                        following = delivery
+                    unfinished += 1
+            self._unfinished = unfinished
         self.current = following
         self._session._mark(self)
         return True
@@ -671,6 +682,8 @@ class Sender(Link):
         return left if left > 0 else 0
 
     def _abort(self, delivery: Delivery) -> None:
+        if not delivery._complete and not delivery.aborted:
+            self._unfinished -= 1
         delivery.aborted = True
         delivery._data = bytearray()
         if not delivery._sent_first:

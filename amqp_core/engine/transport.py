@@ -945,9 +945,9 @@ class Transport:
         for delivery in pending:
             if delivery.id is None:
                 continue
+            if delivery.settled:
+                continue  # the peer settled it first and forgot it: nothing to tell (as Proton)
             link = delivery.link
-            if link.is_receiver and delivery.settled:
-                continue  # the sender settled it first: nothing to tell
             state = delivery.local.to_spec(delivery.local_state) if delivery.local_state else None
             records.append((link.is_receiver, delivery.id, delivery.local_settled, state))
         records.sort(key=lambda record: (record[0], record[1]))

@@ -1,0 +1,295 @@
+"""Benchmark: producer -> broker -> consumer throughput, our broker against RabbitMQ.
+
+One producer sends N messages to a queue of the broker while one consumer receives them
+from that queue, each in its own process, both written with amqp_core
+(MessagingHandler + Container). Every message is acknowledged at both ends: the broker
+accepts it from the producer, which counts the accepted outcomes (and fails on any
+other), and the consumer accepts each message it receives. The consumer grants credit W
+messages at a time, and only once the last window is used up: RabbitMQ 3.10 sends more
+than granted when credit is topped up while messages are on their way
+(rabbitmq-server#2597), and amqp_core closes such a link (transfer-limit-exceeded). The
+time runs from the producer's link opening to the later of its last acceptance and the
+consumer's last message, so it covers the whole trip through the broker.
+
+The brokers: ours (`python -m amqp_core.broker`, a subprocess on a free port), and, when
+Debian's rabbitmq-server is installed, a private RabbitMQ 3.10 node with its AMQP 1.0
+plugin (tests/rabbitmq.py), driven by the very same clients in the same run; the rounds
+alternate between them. With --durable the messages are durable: our broker gets a
+temporary --data-dir (it stores them, fsynced, before accepting), and both clients ask
+for a durable queue (terminus durability `configuration`), without which RabbitMQ would
+declare a transient queue and keep durable messages in memory only.
+
+It prints each round's msgs/s, each broker's best and median, and the ratio
+ours/RabbitMQ: of the best rates, and per round (a pair of neighbouring runs) with its
+median, the figure to quote. Absolute rates on a shared 2-core machine are noise; the
+ratio in one run is the result.
+
+Usage: python bench/broker.py [--messages N] [--rounds R] [--size BYTES] [--durable]
+                              [--prefetch W] [--no-rabbitmq] [--profile FILE]
+
+--profile FILE runs our broker under cProfile and writes its statistics to FILE
+(read them with `python -m pstats FILE`); its rates then include the profiler's cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+#: Seconds a producer or consumer may take before the round counts as failed.
+ROUND_TIMEOUT = 600
+
+
+def run_producer(url: str, address: str, messages: int, size: int, durable: bool) -> None:
+    from amqp_core import Message
+    from amqp_core.engine.terminus import Terminus
+    from amqp_core.handlers import MessagingHandler
+    from amqp_core.reactor import Container
+
+    body = b"x" * size
+
+    class Producer(MessagingHandler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sent = 0
+            self.accepted = 0
+            self.started = 0.0
+
+        def on_start(self, event: Any) -> None:
+            connection = event.container.connect(url, reconnect=False)
+            sender = event.container.create_sender(connection, address, name="bench-producer")
+            if durable:
+                sender.target.durability = Terminus.CONFIGURATION
+
+        def on_link_opened(self, event: Any) -> None:
+            self.started = time.monotonic()
+
+        def on_sendable(self, event: Any) -> None:
+            sender = event.sender
+            while sender.credit and self.sent < messages:
+                self.sent += 1
+                sender.send(Message(id=self.sent, body=body, durable=durable))
+
+        def on_accepted(self, event: Any) -> None:
+            self.accepted += 1
+            if self.accepted == messages:
+                print(f"{self.started:.6f} {time.monotonic():.6f}", flush=True)
+                event.connection.close()
+
+        def on_rejected(self, event: Any) -> None:
+            self.fail(event, "rejected")
+
+        def on_released(self, event: Any) -> None:
+            self.fail(event, "released")
+
+        def on_disconnected(self, event: Any) -> None:
+            if self.accepted < messages:
+                self.fail(event, "disconnected")
+
+        def fail(self, event: Any, what: str) -> None:
+            print(f"producer: message {what} after {self.accepted} accepted", file=sys.stderr)
+            os._exit(1)
+
+    Container(Producer()).run()
+
+
+def run_consumer(url: str, address: str, messages: int, prefetch: int, durable: bool) -> None:
+    from amqp_core.engine.terminus import Terminus
+    from amqp_core.handlers import MessagingHandler
+    from amqp_core.reactor import Container
+
+    class Consumer(MessagingHandler):
+        def __init__(self) -> None:
+            # Credit is granted here, a window at a time (see main's --prefetch help);
+            # auto_accept accepts each message once on_message returns.
+            super().__init__(prefetch=0)
+            self.received = 0
+
+        def on_start(self, event: Any) -> None:
+            connection = event.container.connect(url, reconnect=False)
+            receiver = event.container.create_receiver(connection, address, name="bench-consumer")
+            if durable:
+                receiver.source.durability = Terminus.CONFIGURATION
+            receiver.flow(min(prefetch, messages))
+
+        def on_link_opened(self, event: Any) -> None:
+            print("ready", flush=True)
+
+        def on_message(self, event: Any) -> None:
+            self.received += 1
+            receiver = event.receiver
+            if self.received == messages:
+                print(f"{time.monotonic():.6f}", flush=True)
+                receiver.close()
+                event.connection.close()
+            elif receiver.credit == 0:
+                receiver.flow(min(prefetch, messages - self.received))
+
+        def on_disconnected(self, event: Any) -> None:
+            if self.received < messages:
+                print(f"consumer: disconnected after {self.received}", file=sys.stderr)
+                os._exit(1)
+
+    Container(Consumer()).run()
+
+
+def read_line(process: subprocess.Popen[bytes], timeout: float, what: str = "the consumer") -> str:
+    """The next line `process` prints, waiting at most `timeout` seconds."""
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([process.stdout], [], [], remaining)[0]:
+            raise RuntimeError(f"no output from {what} in {timeout} s")
+        chunk = os.read(process.stdout.fileno(), 1)
+        if not chunk:
+            raise RuntimeError(f"{what} exited (code {process.wait()})")
+        line += chunk
+    return line.decode().strip()
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """TERM a process we started, by its PID; KILL it if it does not go in time."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def measure(url: str, address: str, args: argparse.Namespace) -> float:
+    """Messages per second through the broker at `url`, queue `address`."""
+    me = [sys.executable, __file__, "--url", url, "--address", address]
+    options = ["--messages", str(args.messages), "--size", str(args.size)]
+    options += ["--prefetch", str(args.prefetch)] + (["--durable"] if args.durable else [])
+    consumer = subprocess.Popen([*me, "--role", "consumer", *options], stdout=subprocess.PIPE)
+    try:
+        if read_line(consumer, 60) != "ready":
+            raise RuntimeError("the consumer did not attach")
+        producer = subprocess.run(
+            [*me, "--role", "producer", *options],
+            capture_output=True,
+            text=True,
+            timeout=ROUND_TIMEOUT,
+            check=False,
+        )
+        if producer.returncode != 0:
+            raise RuntimeError(f"producer failed: {producer.stderr[-2000:]}")
+        started, produced = map(float, producer.stdout.split())
+        consumed = float(read_line(consumer, ROUND_TIMEOUT))
+        consumer.wait(timeout=60)
+    finally:
+        stop(consumer, 5)
+    return args.messages / (max(produced, consumed) - started)
+
+
+@contextlib.contextmanager
+def our_broker(durable: bool, profile: str | None) -> Iterator[str]:
+    """`python -m amqp_core.broker` on a free port (optionally under cProfile)."""
+    from processes import free_port, wait_for_port
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-broker-") as data_dir:
+        command = [sys.executable]
+        if profile:
+            command += ["-m", "cProfile", "-o", profile]
+        command += ["-m", "amqp_core.broker", "-a", f"127.0.0.1:{port}"]
+        if durable:
+            command += ["--data-dir", data_dir]
+        broker = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
+        try:
+            wait_for_port(port, timeout=30)
+            yield f"amqp://127.0.0.1:{port}"
+        finally:
+            stop(broker, 60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3, help="alternate the brokers R times")
+    parser.add_argument("--size", type=int, default=100, help="message body size in bytes")
+    parser.add_argument("--durable", action="store_true", help="send durable messages")
+    parser.add_argument(
+        "--prefetch",
+        type=int,
+        default=100,
+        metavar="W",
+        help="consumer credit: W messages more each time it runs out (not topped up "
+        "while messages are on their way: RabbitMQ 3.10 then sends more than granted, "
+        "rabbitmq-server#2597, which amqp_core refuses with transfer-limit-exceeded)",
+    )
+    parser.add_argument("--no-rabbitmq", action="store_true", help="measure our broker only")
+    parser.add_argument("--profile", metavar="FILE", help="cProfile our broker into FILE")
+    parser.add_argument("--role", choices=["producer", "consumer"], help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--address", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role == "producer":
+        run_producer(args.url, args.address, args.messages, args.size, args.durable)
+        return
+    if args.role == "consumer":
+        run_consumer(args.url, args.address, args.messages, args.prefetch, args.durable)
+        return
+
+    sys.path.insert(0, str(REPO / "tests"))  # tests/rabbitmq.py and tests/processes.py
+    from rabbitmq import RabbitMQ, rabbitmq_available
+
+    kind = "durable" if args.durable else "non-durable"
+    print(
+        f"{args.messages} acknowledged {kind} messages of {args.size} bytes, "
+        f"producer -> queue -> consumer (credit window {args.prefetch}), {args.rounds} round(s)"
+    )
+    with contextlib.ExitStack() as stack:
+        brokers = {"ours": stack.enter_context(our_broker(args.durable, args.profile))}
+        if args.no_rabbitmq:
+            pass
+        elif rabbitmq_available():
+            started = time.monotonic()
+            rabbit = stack.enter_context(RabbitMQ())
+            print(f"  RabbitMQ 3.10 started in {time.monotonic() - started:.1f} s")
+            brokers["rabbitmq"] = rabbit.url
+        else:
+            print("  rabbitmq-server is not installed: measuring our broker only")
+        rates: dict[str, list[float]] = {name: [] for name in brokers}
+        for round_number in range(args.rounds):
+            for name, url in brokers.items():
+                # A queue of its own each round; RabbitMQ declares /queue/NAME on attach.
+                queue = f"bench-{uuid.uuid4().hex[:8]}"
+                address = f"/queue/{queue}" if name == "rabbitmq" else queue
+                rate = measure(url, address, args)
+                rates[name].append(rate)
+                print(f"  round {round_number + 1}: {name:8s} {rate:10.0f} msgs/s", flush=True)
+    print(f"{'broker':10s} {'best':>10s} {'median':>10s}  msgs/s")
+    for name, values in rates.items():
+        print(f"{name:10s} {max(values):10.0f} {statistics.median(values):10.0f}")
+    if "rabbitmq" in rates:
+        ours, theirs = rates["ours"], rates["rabbitmq"]
+        per_round = [mine / other for mine, other in zip(ours, theirs, strict=True)]
+        print(f"ratio ours/RabbitMQ, best rates: {max(ours) / max(theirs):.2f}")
+        print(
+            "ratio ours/RabbitMQ, per round: "
+            + ", ".join(f"{ratio:.2f}" for ratio in per_round)
+            + f" (median {statistics.median(per_round):.2f})"
+        )
+
+
+if __name__ == "__main__":
+    main()
