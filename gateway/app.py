@@ -7,13 +7,14 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.problems import PROBLEM_JSON, install_problem_handlers
+from gateway.problems import PROBLEM_JSON, declare_problems, install_problem_handlers
 from gateway.routes import messages, ops, requests, streams
 from gateway.settings import Settings
 from gateway.state import Gateway
@@ -56,6 +57,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.gateway = state
     install_problem_handlers(app)
+    describe = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = declare_problems(describe())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     for module in (messages, streams, requests, ops):
         app.include_router(module.router)
 

@@ -67,10 +67,28 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries declaring these statuses as problems."""
+    schema = {"$ref": "#/components/schemas/Problem"}
     return {
-        status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": _TITLES[status]}
+        status: {"content": {PROBLEM_JSON: {"schema": schema}}, "description": _TITLES[status]}
         for status in statuses
     }
+
+
+def declare_problems(document: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document say what the app does: every error is a Problem, even
+    FastAPI's own 422 for a query that does not validate."""
+    document.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+        Problem.model_json_schema()
+    )
+    for path in document.get("paths", {}).values():
+        for operation in path.values():
+            for status, response in operation.get("responses", {}).items():
+                if status.isdigit() and int(status) >= 400:
+                    response["content"] = problem_responses(int(status))[int(status)]["content"]
+    schemas = document["components"]["schemas"]
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    return document
 
 
 #: The HTTP status for an AMQP error condition, when the broker rejects a message or
@@ -88,6 +106,9 @@ STATUS_BY_CONDITION = {
     "amqp:not-implemented": 501,
     "amqp:internal-error": 502,
 }
+
+#: What a route that sends to the broker may answer besides its own statuses.
+BROKER_STATUSES = (*sorted(set(STATUS_BY_CONDITION.values())), 422, 503, 504)
 
 #: Seconds a client should wait before retrying a 503.
 RETRY_AFTER = "1"

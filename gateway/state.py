@@ -10,6 +10,8 @@ from typing import Annotated, Any
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from amqp_core import Message
+from amqp_core.aio import Outcome
 from amqp_core.broker.server import BrokerConfig
 from gateway.amqp import AmqpClient, AmqpClientConfig, EmbeddedBroker
 from gateway.idempotency import IdempotencyCache
@@ -41,17 +43,29 @@ class Gateway:
         # Ready as soon as possible, but never wait long: /readyz tells the rest.
         await self.amqp.wait_connected(timeout=5)
 
+    async def send(self, address: str, message: Message) -> Outcome:
+        """Send a message and return the broker's outcome: handed straight to the
+        embedded broker (as ActiveMQ's in-VM transport does), or over AMQP."""
+        if self.broker is not None:
+            return await self.broker.publish(address, message)
+        return await self.amqp.send(address, message, timeout=self.settings.send_timeout)
+
     async def stop(self, grace: float) -> None:
         await self.amqp.close(grace=grace)
         if self.broker is not None:
             await self.broker.stop()
 
 
-async def gateway(connection: HTTPConnection) -> Gateway:
-    """The running app's `Gateway` (a FastAPI dependency, for HTTP and WebSocket; async
-    so that FastAPI does not hand it to a worker thread)."""
+def gateway_of(connection: HTTPConnection) -> Gateway:
+    """The running app's `Gateway`, for an HTTP request or a WebSocket."""
     state: Gateway = connection.app.state.gateway
     return state
+
+
+async def gateway(connection: HTTPConnection) -> Gateway:
+    """`gateway_of` as a FastAPI dependency (async, so that FastAPI does not hand it to
+    a worker thread)."""
+    return gateway_of(connection)
 
 
 #: A route's parameter `state: GatewayDep` receives the running app's `Gateway`.

@@ -12,7 +12,7 @@ from gateway.mapping import (
     http_reply,
     message_from_body,
 )
-from gateway.problems import ProblemError, problem_responses
+from gateway.problems import BROKER_STATUSES, ProblemError, problem_responses
 from gateway.routes.messages import BODY_EXAMPLES, address_of
 from gateway.state import GatewayDep
 
@@ -29,7 +29,7 @@ router = APIRouter(tags=["requests"])
             "as amqp-* headers, its application properties as amqp-app-* headers",
             "content": {"application/json": {}, "text/plain": {}, "application/octet-stream": {}},
         },
-        **problem_responses(400, 404, 413, 415, 422, 503, 504),
+        **problem_responses(*BROKER_STATUSES, 404, 413, 415),
     },
     openapi_extra={"requestBody": {"content": BODY_EXAMPLES, "required": True}},
 )

@@ -28,7 +28,7 @@ from gateway.amqp import (
 from gateway.mapping import stream_frame
 from gateway.problems import ProblemError, amqp_problem, problem_responses
 from gateway.routes.messages import address_of
-from gateway.state import Gateway, GatewayDep, gateway
+from gateway.state import Gateway, GatewayDep, gateway_of
 
 router = APIRouter(tags=["streams"])
 
@@ -81,7 +81,7 @@ async def websocket_stream(
     credit: CreditQuery = None,
     ack: Ack = "auto",
 ) -> None:
-    state = await gateway(websocket)
+    state = gateway_of(websocket)
     await websocket.accept()
     try:
         window = _credit(state, credit)
