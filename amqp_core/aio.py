@@ -25,8 +25,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from .engine.endpoints import Condition, Connection, Delivery, Endpoint, Receiver, Sender
-from .exceptions import ConnectionException, LinkException, Timeout
+from .engine.endpoints import (
+    Condition,
+    Connection,
+    Delivery,
+    Endpoint,
+    Receiver,
+    Sender,
+    Session,
+)
+from .exceptions import ConnectionException, LinkException, ProtonException, Timeout
 from .handlers import Handler
 from .message import Message
 from .reactor.container import Container
@@ -101,17 +109,17 @@ class _LinkHandler(Handler):
     def on_delivery(self, event: Any) -> None:
         self.owner._delivery(event.delivery)
 
-    def on_transport_closed(self, event: Any) -> None:
-        self.owner._closed(Condition("amqp:connection:forced", "disconnected"))
-
 
 class _AsyncLink:
     def __init__(self, connection: AsyncConnection, link: Any) -> None:
         self._connection = connection
         self.link = link
         self._open: asyncio.Future[None] = connection._loop.create_future()
-        self.error: LinkException | None = None
+        #: Why the link cannot be used any more: a LinkException when the peer closed
+        #: it (or its session), a ConnectionException when the connection went.
+        self.error: ProtonException | None = None
         link.handler = _LinkHandler(self)
+        connection._links.add(self)
 
     def _opened(self) -> None:
         if not self._open.done():
@@ -120,12 +128,20 @@ class _AsyncLink:
     def _closed(self, condition: Condition | None) -> None:
         kind = "sender" if self.link.is_sender else "receiver"
         text = f"{kind} {self.link.name} closed"
-        self.error = LinkException(f"{text}: {condition}" if condition else text)
-        self.error.condition = condition  # type: ignore[attr-defined]
-        if not self._open.done():
-            self._open.set_exception(self.error)
+        error = LinkException(f"{text}: {condition}" if condition else text)
+        error.condition = condition  # type: ignore[attr-defined]
         if self.link._local != Endpoint.LOCAL_CLOSED:
             self.link.close()
+        self._fail(error)
+
+    def _fail(self, error: ProtonException) -> None:
+        """The link is gone (closed by the peer, or its session or connection ended):
+        wake everyone waiting on it with `error`."""
+        self._connection._links.discard(self)
+        if self.error is None:
+            self.error = error
+        if not self._open.done():
+            _fail_future(self._open, self.error)
         self._fail_waiters(self.error)
 
     def _fail_waiters(self, error: Exception) -> None:
@@ -188,7 +204,7 @@ class AsyncSender(_AsyncLink):
                 raise self.error
             waiter: asyncio.Future[None] = self._connection._loop.create_future()
             self._credit_waiters.append(waiter)
-            await _bounded(waiter, timeout, "waiting for credit")
+            await _wait(waiter, timeout, "waiting for credit")
         if self.error is not None:
             raise self.error
 
@@ -211,11 +227,11 @@ class AsyncSender(_AsyncLink):
     def _fail_waiters(self, error: Exception) -> None:
         for waiter in self._credit_waiters:
             if not waiter.done():
-                waiter.set_exception(error)
+                _fail_future(waiter, error)
         self._credit_waiters.clear()
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(error)
+                _fail_future(future, error)
 
 
 class ReceivedMessage:
@@ -266,6 +282,8 @@ class AsyncReceiver(_AsyncLink):
 
     `credit` is the window: at most that many messages are in flight or waiting
     to be settled; credit comes back as the application settles them.
+    `async for` ends when the peer closes the link, and raises ConnectionException
+    when the connection is lost.
     """
 
     link: Receiver
@@ -280,6 +298,11 @@ class AsyncReceiver(_AsyncLink):
     @property
     def address(self) -> str | None:
         return self.link.remote_source.address or self.link.source.address
+
+    @property
+    def unsettled(self) -> int:
+        """Messages received and not settled yet (waiting to be read, or read)."""
+        return self._unsettled
 
     def _top_up(self) -> None:
         link = self.link
@@ -315,7 +338,7 @@ class AsyncReceiver(_AsyncLink):
     def _fail_waiters(self, error: Exception) -> None:
         for waiter in self._waiters:
             if not waiter.done():
-                waiter.set_exception(error)
+                _fail_future(waiter, error)
         self._waiters.clear()
 
     async def receive(self, timeout: float | None = None) -> ReceivedMessage:
@@ -325,7 +348,7 @@ class AsyncReceiver(_AsyncLink):
                 raise self.error
             waiter: asyncio.Future[None] = self._connection._loop.create_future()
             self._waiters.append(waiter)
-            await _bounded(waiter, timeout, "waiting for a message")
+            await _wait(waiter, timeout, "waiting for a message")
         return self._ready.popleft()
 
     def __aiter__(self) -> AsyncIterator[ReceivedMessage]:
@@ -360,6 +383,14 @@ class _ConnectionHandler(Handler):
             event.connection.close()
         self.owner._set_closed(event.connection.remote_condition)
 
+    def on_session_remote_close(self, event: Any) -> None:
+        # Some brokers (RabbitMQ) refuse an attach or report a link's error by ending
+        # the whole session: every link on it is gone, and none will hear a detach.
+        session = event.session
+        if session._local != Endpoint.LOCAL_CLOSED:
+            session.close()  # so that the next link opens on a new session
+        self.owner._session_closed(session, session.remote_condition)
+
     def on_transport_closed(self, event: Any) -> None:
         transport = event.transport
         self.owner._set_closed(transport.condition if transport is not None else None)
@@ -382,6 +413,7 @@ class AsyncConnection:
         self._replies: dict[Any, asyncio.Future[Message]] = {}
         self._correlation_ids = itertools.count(1)
         self._reply_task: asyncio.Task[None] | None = None
+        self._links: set[_AsyncLink] = set()
         connection.handler = _ConnectionHandler(self)
 
     def _set_open(self) -> None:
@@ -389,17 +421,39 @@ class AsyncConnection:
             self._open.set_result(None)
 
     def _set_closed(self, condition: Any) -> None:
-        text = f"connection closed: {condition}" if condition else "connection closed"
-        self.error = ConnectionException(text)
+        if self.error is None:
+            text = f"connection closed: {condition}" if condition else "connection closed"
+            self.error = ConnectionException(text)
         if not self._open.done():
-            self._open.set_exception(self.error)
+            _fail_future(self._open, self.error)
         for future in self._replies.values():
             if not future.done():
-                future.set_exception(self.error)
+                _fail_future(future, self.error)
+        # The engine tells links nothing when the transport goes: wake their waiters
+        # here, or a send would wait for an outcome that can no longer come.
+        for link in list(self._links):
+            link._fail(self.error)
+
+    def _session_closed(self, session: Session, condition: Condition | None) -> None:
+        for link in list(self._links):
+            if link.link.session is session:
+                link._closed(condition)
 
     @property
     def is_open(self) -> bool:
         return self.error is None and self._open.done() and self._open.exception() is None
+
+    async def wait_closed(self) -> None:
+        """Return once the connection is gone: closed by either side, or its socket lost."""
+        await asyncio.shield(self._transport_closed)
+
+    def open_session(self) -> Session:
+        """A new session, for links that should not share the fate of the default
+        session's (a broker that ends a session over one link's error ends them all)."""
+        self._check()
+        session = self.connection.session()
+        session.open()
+        return session
 
     async def open_sender(
         self,
@@ -407,9 +461,14 @@ class AsyncConnection:
         name: str | None = None,
         options: LinkOption | list[LinkOption] | None = None,
         timeout: float | None = 30,
+        session: Session | None = None,
     ) -> AsyncSender:
+        """Attach a sender to `address` (None: ANONYMOUS-RELAY), on `session` or else
+        the connection's default session; raise LinkException if the peer refuses."""
         self._check()
-        link = self.container.create_sender(self.connection, address, name=name, options=options)
+        link = self.container.create_sender(
+            session or self.connection, address, name=name, options=options
+        )
         sender = AsyncSender(self, link)
         await sender._wait_open(timeout)
         return sender
@@ -422,10 +481,13 @@ class AsyncConnection:
         dynamic: bool = False,
         options: LinkOption | list[LinkOption] | None = None,
         timeout: float | None = 30,
+        session: Session | None = None,
     ) -> AsyncReceiver:
+        """Attach a receiver from `address` (or a dynamic node) with a window of
+        `credit` messages, on `session` or else the connection's default session."""
         self._check()
         link = self.container.create_receiver(
-            self.connection, address, name=name, dynamic=dynamic, options=options
+            session or self.connection, address, name=name, dynamic=dynamic, options=options
         )
         receiver = AsyncReceiver(self, link, credit)
         receiver._top_up()
@@ -460,11 +522,13 @@ class AsyncConnection:
             self._reply_sender = await self.open_sender(None, timeout=timeout)
 
     async def _route_replies(self, receiver: AsyncReceiver) -> None:
-        async for received in receiver:
-            received.accept()
-            future = self._replies.get(received.message.correlation_id)
-            if future is not None and not future.done():
-                future.set_result(received.message)
+        # The connection's end fails the waiting requests itself (_set_closed).
+        with contextlib.suppress(ConnectionException):
+            async for received in receiver:
+                received.accept()
+                future = self._replies.get(received.message.correlation_id)
+                if future is not None and not future.done():
+                    future.set_result(received.message)
 
     def _check(self) -> None:
         if self.error is not None:
@@ -491,12 +555,38 @@ async def connect(
     container.start()
     kwargs.setdefault("reconnect", False)
     connection = AsyncConnection(container, container.connect(url, **kwargs))
-    await _bounded(connection._open, timeout, f"connecting to {url}")
+    try:
+        await _bounded(connection._open, timeout, f"connecting to {url}")
+    except BaseException:
+        # Give up on it for good: it must not open later, unseen, or retry forever.
+        connection.connection.close()
+        raise
     return connection
 
 
-async def _bounded(future: asyncio.Future[Any], timeout: float | None, what: str) -> Any:
+def _fail_future(future: asyncio.Future[Any], error: BaseException) -> None:
+    """Fail a future that wakes a waiter. Whoever awaits it still gets `error`; but its
+    waiter may have given up (timed out, cancelled), and the error is kept elsewhere
+    too (`error` of the link or connection), so asyncio need not report it unretrieved."""
+    future.set_exception(error)
+    future.exception()
+
+
+async def _wait(waiter: asyncio.Future[None], timeout: float | None, what: str) -> None:
+    """Wait for a wake-up `waiter`; if the wait ends without it (timeout, cancellation),
+    cancel it, so that the next wake-up goes to a waiter that is still there."""
     try:
-        return await asyncio.wait_for(asyncio.shield(future), timeout)
+        await _bounded(waiter, timeout, what)
+    finally:
+        if not waiter.done():
+            waiter.cancel()
+
+
+async def _bounded(future: asyncio.Future[Any], timeout: float | None, what: str) -> Any:
+    # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancellation
+    # that arrives as the future completes, and the cancelled task then runs on.
+    try:
+        async with asyncio.timeout(timeout):
+            return await asyncio.shield(future)
     except TimeoutError:
         raise Timeout(f"timed out {what}") from None

@@ -28,6 +28,7 @@ from gateway.problems import (
     ProblemError,
     amqp_problem,
     outcome_problem,
+    problem_response,
     problem_responses,
 )
 from gateway.state import Gateway, GatewayDep, gateway_of
@@ -126,52 +127,64 @@ async def send_message(address: str, request: Request) -> Any:
     idempotency_key = request.headers.get("idempotency-key")
     address = address_of(address)
     body = await request.body()
+    if idempotency_key is None:
+        return await _deliver(state, address, request, body, settle, None)
+
+    async def attempt() -> Response:
+        try:
+            return await _deliver(state, address, request, body, settle, idempotency_key)
+        except ProblemError as error:
+            return problem_response(error.problem, error.headers)
+        except GatewayAmqpError as error:
+            answer = amqp_problem(error)
+            return problem_response(answer.problem, answer.headers)
+        except MappingError as error:
+            problem = Problem(title=error.title, status=error.status, detail=error.detail)
+            return problem_response(problem)
+
+    answer, replayed = await state.idempotency.once(
+        idempotency_key,
+        attempt,
+        # Outcomes are final; a 503 or a 504 is worth retrying for real.
+        keep=lambda answer: answer.status_code not in (503, 504),
+    )
+    if not replayed:
+        return answer
+    headers = {
+        k: v for k, v in answer.headers.items() if k not in ("content-length", "content-type")
+    }
+    headers["Idempotent-Replayed"] = "true"
+    return Response(answer.body, answer.status_code, headers, media_type=answer.media_type)
+
+
+async def _deliver(
+    state: Gateway,
+    address: str,
+    request: Request,
+    body: bytes,
+    settle: str,
+    idempotency_key: str | None,
+) -> Response:
+    """Map the body to a message (or a batch) and send it; the answer to the POST."""
     content_type = request.headers.get("content-type")
     if is_envelope(content_type):
         value = parse_json(body)
         if isinstance(value, list):
             return await _send_batch(state, address, envelopes_from_json(value))
     message = message_from_body(body, content_type, request.headers)
-
+    if message.id is None and idempotency_key is not None:
+        message.id = idempotency_key
     if settle == "presettled":
         await state.amqp.send_presettled(address, message, timeout=state.settings.send_timeout)
         state.metrics.outcomes.labels("messages", "presettled").inc()
         return _answer(SendResult(outcome="sent", address=address, message_id=message.id), 202)
-
-    if idempotency_key is None:
-        return _answer(await _send(state, address, message))
-    if message.id is None:
-        message.id = idempotency_key
-
-    async def attempt() -> SendResult | ProblemError:
-        try:
-            return await _send(state, address, message)
-        except ProblemError as error:
-            return error
-        except GatewayAmqpError as error:
-            return amqp_problem(error)
-
-    answer, replayed = await state.idempotency.once(
-        idempotency_key, attempt, keep=_worth_remembering
-    )
-    if isinstance(answer, ProblemError):
-        if replayed:
-            answer.headers = {**(answer.headers or {}), "Idempotent-Replayed": "true"}
-        raise answer
-    return _answer(answer, headers={"Idempotent-Replayed": "true"} if replayed else None)
+    return _answer(await _send(state, address, message))
 
 
-def _answer(
-    result: SendResult, status: int = 201, headers: dict[str, str] | None = None
-) -> Response:
+def _answer(result: SendResult, status: int = 201) -> Response:
     # Serialized here: FastAPI's response_model validation would cost more than the send.
     body = result.model_dump_json().encode()
-    return Response(body, status, headers, media_type="application/json")
-
-
-def _worth_remembering(answer: SendResult | ProblemError) -> bool:
-    """Outcomes are final; a 503 or a 504 is worth retrying for real."""
-    return isinstance(answer, SendResult) or answer.problem.status not in (503, 504)
+    return Response(body, status, media_type="application/json")
 
 
 async def _send(state: Gateway, address: str, message: Message) -> SendResult:

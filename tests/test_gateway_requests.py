@@ -1,0 +1,208 @@
+"""End to end: POST /requests/{address} calls an AMQP request/response service.
+
+The services are the tutorial's: examples/server.py (and Proton's server.py) through
+the gateway's embedded broker, and examples/server_direct.py (and Proton's) with the
+gateway connected straight to them by --amqp-url. All run as subprocesses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from gateway_fixtures import (
+    CALL_TIMEOUT,
+    HOST,
+    GatewayServer,
+    Program,
+    assert_problem,
+    example,
+    proton_connection,
+    script,
+    timed,
+    unique,
+)
+from processes import free_port, wait_for_port
+from proton import Message
+
+#: Requests sent at once in the concurrency test.
+CONCURRENT = 200
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
+    with GatewayServer(tmp_path_factory.mktemp("requests")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def tutorial_server(
+    gateway: GatewayServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Program]:
+    """examples/server.py serving the address `examples` of the gateway's broker."""
+    folder = tmp_path_factory.mktemp("server")
+    with Program(folder, example("server", "-a", f"{gateway.amqp}/examples")) as server:
+        server.wait_for_line("Listening on")
+        yield server
+
+
+def call(gateway: GatewayServer, address: str, text: str, **headers: str) -> httpx.Response:
+    return gateway.http.post(
+        f"/requests/{address}",
+        content=text,
+        headers={"Content-Type": "text/plain", "Request-Timeout": "10", **headers},
+    )
+
+
+def assert_upper_reply(answer: httpx.Response, text: str) -> None:
+    assert answer.status_code == 200, answer.text
+    assert answer.text == text.upper()
+    assert answer.headers["content-type"].startswith("text/plain")
+    # The reply's fields come back as amqp-* headers: server.py sets its correlation id.
+    assert answer.headers.get("amqp-correlation-id"), dict(answer.headers)
+
+
+def test_the_tutorial_server_answers_through_the_embedded_broker(
+    gateway: GatewayServer, tutorial_server: Program
+) -> None:
+    assert_upper_reply(call(gateway, "examples", "Twas brillig"), "Twas brillig")
+    tutorial_server.wait_for_line("Received")
+
+
+def test_protons_server_answers_through_the_embedded_broker(
+    gateway: GatewayServer, tmp_path: Path, proton_examples: Path
+) -> None:
+    address = unique("proton-examples")
+    command = [
+        sys.executable,
+        str(proton_examples / "server.py"),
+        "-a",
+        f"{gateway.amqp}/{address}",
+    ]
+    with Program(tmp_path, command) as server:
+        server.wait_for_line("Listening on")
+        assert_upper_reply(call(gateway, address, "Twas brillig"), "Twas brillig")
+
+
+def test_the_timeout_query_works_like_the_header(
+    gateway: GatewayServer, tutorial_server: Program
+) -> None:
+    answer = gateway.http.post(
+        "/requests/examples",
+        params={"timeout": 10},
+        content="slithy toves",
+        headers={"Content-Type": "text/plain"},
+    )
+    assert_upper_reply(answer, "slithy toves")
+
+
+def test_no_responder_is_504_within_the_request_timeout(gateway: GatewayServer) -> None:
+    answer, elapsed = timed(
+        lambda: call(gateway, unique("nobody"), "hello", **{"Request-Timeout": "1"})
+    )
+    assert_problem(answer, 504)
+    assert 0.9 <= elapsed < 3.5, f"{elapsed:.2f} s for a 1 s timeout"
+    answer, elapsed = timed(
+        lambda: gateway.http.post(
+            f"/requests/{unique('nobody')}",
+            params={"timeout": 1},
+            content="hello",
+            headers={"Content-Type": "text/plain"},
+        )
+    )
+    assert_problem(answer, 504)
+    assert 0.9 <= elapsed < 3.5, f"{elapsed:.2f} s for a 1 s timeout"
+
+
+def test_a_timeout_over_the_maximum_is_400(gateway: GatewayServer) -> None:
+    assert_problem(call(gateway, "examples", "x", **{"Request-Timeout": "100000"}), 400)
+
+
+def test_concurrent_requests_each_get_their_own_reply(
+    gateway: GatewayServer, tutorial_server: Program
+) -> None:
+    async def all_at_once() -> list[tuple[str, httpx.Response]]:
+        limits = httpx.Limits(max_connections=CONCURRENT)
+        async with httpx.AsyncClient(
+            base_url=gateway.url, timeout=60, limits=limits, trust_env=False
+        ) as client:
+
+            async def one(number: int) -> tuple[str, httpx.Response]:
+                text = f"request number {number}"
+                answer = await client.post(
+                    "/requests/examples",
+                    content=text,
+                    headers={"Content-Type": "text/plain", "Request-Timeout": "30"},
+                )
+                return text, answer
+
+            return await asyncio.gather(*(one(number) for number in range(CONCURRENT)))
+
+    results, elapsed = timed(lambda: asyncio.run(all_at_once()))
+    for text, answer in results:
+        assert answer.status_code == 200, answer.text
+        assert answer.text == text.upper()
+    correlation_ids = {answer.headers["amqp-correlation-id"] for _, answer in results}
+    assert len(correlation_ids) == CONCURRENT
+    assert elapsed < 30
+
+
+# -- straight to server_direct ------------------------------------------------------------
+
+
+def server_direct(side: str, folder: Path, proton_examples: Path, port: int) -> list[str]:
+    if side == "ours":
+        return example("server_direct", "-a", f"{HOST}:{port}")
+    text = (proton_examples / "server_direct.py").read_text()
+    assert "0.0.0.0:8888" in text, "Proton's server_direct.py no longer listens on 0.0.0.0:8888"
+    copy = script(folder, "proton_server_direct", text.replace("0.0.0.0:8888", f"{HOST}:{port}"))
+    return [sys.executable, str(copy)]
+
+
+@pytest.mark.parametrize("side", ["ours", "proton"])
+def test_the_gateway_connects_straight_to_server_direct(
+    tmp_path: Path, proton_examples: Path, side: str
+) -> None:
+    port = free_port()
+    with Program(tmp_path, server_direct(side, tmp_path, proton_examples, port)) as server:
+        wait_for_port(port)
+        with GatewayServer(tmp_path, "--amqp-url", f"amqp://{HOST}:{port}") as gateway:
+            assert_upper_reply(call(gateway, "examples", "Twas brillig"), "Twas brillig")
+            assert_upper_reply(call(gateway, "examples", "Did gyre"), "Did gyre")
+        server.wait_for_line("Received")
+
+
+def test_the_reply_comes_back_with_its_fields_as_headers(gateway: GatewayServer) -> None:
+    """A Proton responder answers with a JSON-like map body, a subject, a numeric
+    correlation id and application properties: the HTTP answer carries the body as JSON
+    and each field as an amqp-* header."""
+    address = unique("fields")
+    with proton_connection(gateway.amqp) as amqp, ThreadPoolExecutor(1) as pool:
+        requests = amqp.create_receiver(address, credit=1)
+        calling = pool.submit(call, gateway, address, "what colour?")
+        request = requests.receive(timeout=CALL_TIMEOUT)
+        requests.accept()
+        assert request.body == "what colour?"
+        assert request.reply_to and request.correlation_id
+        reply = Message(
+            address=request.reply_to,
+            correlation_id=request.correlation_id,
+            subject="the answer",
+            properties={"colour": "green", "shade": 5},
+            body={"colour": "green", "rgb": [0, 255, 0]},
+        )
+        amqp.create_sender(request.reply_to).send(reply)
+        answer = calling.result(timeout=CALL_TIMEOUT)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.json() == {"colour": "green", "rgb": [0, 255, 0]}
+    assert answer.headers["amqp-subject"] == "the answer"
+    assert answer.headers["amqp-correlation-id"] == str(request.correlation_id)
+    assert answer.headers["amqp-app-colour"] == "green"
+    assert json.loads(answer.headers["amqp-app-shade"]) == 5
