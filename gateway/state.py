@@ -40,8 +40,10 @@ class Gateway:
             await self.broker.start()
             self.amqp = AmqpClient(AmqpClientConfig(url=self.broker.url))
         await self.amqp.start()
-        # Ready as soon as possible, but never wait long: /readyz tells the rest.
-        await self.amqp.wait_connected(timeout=5)
+        if self.broker is not None:
+            # Our own broker answers at once: be connected before the first request.
+            # An external one may be down: serve anyway (/healthz), and /readyz tells.
+            await self.amqp.wait_connected(timeout=5)
 
     async def send(self, address: str, message: Message) -> Outcome:
         """Send a message and return the broker's outcome: handed straight to the
