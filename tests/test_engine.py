@@ -1546,3 +1546,170 @@ def test_the_trace_shows_heartbeats(monkeypatch, capsys):
     lines = capsys.readouterr().err.splitlines()
     assert any(" <- " in line for line in lines), "an incoming heartbeat was not traced"
     assert any(" -> " in line for line in lines), "an outgoing heartbeat was not traced"
+
+
+# -- forgetting closed links and ended sessions -------------------------------------------
+
+
+def our_ends(*peers: Peer) -> list[Any]:
+    return [peer for peer in peers if peer.kind == "ours"]
+
+
+def close_what_the_peer_closed(peer: Peer) -> None:
+    """Answer every detach and end that arrived, as an application's handler would."""
+    for event in peer.events():
+        closed = event.name in ("LINK_REMOTE_CLOSE", "SESSION_REMOTE_CLOSE")
+        if closed and event.context.state & LOCAL_ACTIVE:
+            event.context.close()
+
+
+@pairs
+def test_a_thousand_links_attached_and_detached_leave_no_trace(client_kind, server_kind):
+    """A long-lived connection that opens and closes links on one session keeps only
+    the links still attached (Proton frees them with pn_link_free)."""
+    client = make_peer(client_kind, "client")
+    server = make_peer(server_kind, "server")
+    wire = connect(client, server, record=False)
+    session = client.connection.session()
+    session.open()
+    wire.pump()
+    answer_opens(server)
+    wire.pump()
+    ours = our_ends(client, server)
+    for cycle in range(1000):
+        link, _ = open_link(wire, "receiver", f"stream-{cycle}", session=session)
+        link.close()
+        wire.pump()
+        close_what_the_peer_closed(server)
+        wire.pump()
+        client.events()
+        for peer in ours:
+            for each in peer.connection._sessions:
+                assert len(each._links) <= 1
+                assert not each._local_handles and not each._remote_handles
+    for peer in ours:  # Proton keeps its endpoints until the application frees them
+        assert links_of(peer.connection) == []
+        assert peer.connection.link_head(0) is None
+    assert session.state == LOCAL_ACTIVE | REMOTE_ACTIVE  # the session itself stays
+
+
+@pairs
+def test_a_thousand_sessions_begun_and_ended_leave_no_trace(client_kind, server_kind):
+    client = make_peer(client_kind, "client")
+    server = make_peer(server_kind, "server")
+    wire = connect(client, server, record=False)
+    ours = our_ends(client, server)
+    for cycle in range(1000):
+        sender, _ = open_link(wire, "sender", f"out-{cycle}")
+        if cycle % 2:
+            sender.close()  # a clean detach first; every other one ends with the session
+        sender.session.close()
+        wire.pump()
+        close_what_the_peer_closed(server)
+        wire.pump()
+        client.events()
+        for peer in ours:
+            assert len(peer.connection._sessions) <= 1
+            assert not peer.transport._local_channels and not peer.transport._remote_channels
+    for peer in ours:
+        assert peer.connection.session_head(0) is None
+        assert peer.connection.link_head(0) is None
+    assert client.connection.state == LOCAL_ACTIVE | REMOTE_ACTIVE
+
+
+@pytest.mark.parametrize("first", ["client", "server", "both"])
+@pytest.mark.parametrize("other_kind", ["ours", "proton"])
+def test_a_link_detached_by_either_side_is_forgotten_at_both(first, other_kind):
+    client = make_peer("ours", "client")
+    server = make_peer(other_kind, "server")
+    wire = connect(client, server)
+    sender, receiver = open_link(wire, "sender", "either")
+    server.events()
+    if first in ("client", "both"):
+        sender.close()
+    if first in ("server", "both"):
+        receiver.close()
+    wire.pump()
+    assert sender in client.connection.links() or first == "both"
+    close_what_the_peer_closed(client)
+    close_what_the_peer_closed(server)
+    wire.pump()
+    assert sender.state == LOCAL_CLOSED | REMOTE_CLOSED
+    assert receiver.state == LOCAL_CLOSED | REMOTE_CLOSED
+    for peer in our_ends(client, server):
+        assert links_of(peer.connection) == []
+    session = sender.session
+    assert session.links() == [] and not session._local_handles and not session._remote_handles
+    # The session lives on and can attach a link by the same name again.
+    again, _ = open_link(wire, "sender", "either", session=session)
+    assert links_of(client.connection) == [again]
+
+
+@pytest.mark.parametrize("ender", ["client", "server"])
+@pytest.mark.parametrize("other_kind", ["ours", "proton"])
+def test_a_session_end_forgets_the_links_it_implicitly_detached(ender, other_kind):
+    client = make_peer("ours", "client")
+    server = make_peer(other_kind, "server")
+    wire = connect(client, server)
+    sender, receiver = open_link(wire, "sender", "implicit")
+    session = sender.session
+    open_link(wire, "receiver", "implicit-back", session=session)
+    server.events()
+    (session if ender == "client" else receiver.session).close()  # no detach first
+    wire.pump()
+    close_what_the_peer_closed(client)
+    close_what_the_peer_closed(server)
+    wire.pump()
+    for peer in our_ends(client, server):
+        assert peer.connection.session_head(0) is None
+        assert links_of(peer.connection) == []
+        assert peer.connection._sessions == {}
+    assert session.state == LOCAL_CLOSED | REMOTE_CLOSED
+    assert sender.state & LOCAL_ACTIVE  # never detached on its own: only its session ended
+
+
+def test_unsettled_deliveries_go_with_their_forgotten_link():
+    client, server, wire, sender, receiver = sender_and_receiver("ours", "ours")
+    receiver.flow(3)
+    wire.pump()
+    sent = [transfer(sender, b"%d" % index) for index in range(3)]
+    wire.pump()
+    incoming = [delivery for delivery, _ in take_messages(receiver)]
+    assert len(incoming) == 3
+    assert len(sender.session._outgoing_unsettled) == 3
+    assert len(receiver.session._incoming_unsettled) == 3
+    sender.close()
+    wire.pump()
+    close_what_the_peer_closed(server)
+    wire.pump()
+    assert sender.session._outgoing_unsettled == {}
+    assert receiver.session._incoming_unsettled == {}
+    # The application's own references still read as before.
+    assert [delivery.settled for delivery in sent] == [False] * 3
+    assert sender.unsettled == 3 and receiver.unsettled == 3
+
+
+def test_an_application_holding_a_forgotten_link_can_still_read_it():
+    client, server, wire, sender, receiver = sender_and_receiver("ours", "ours")
+    receiver.condition = server.lib.Condition("amqp:resource-deleted", "queue deleted")
+    receiver.close()
+    wire.pump()
+    sender.condition = client.lib.Condition("amqp:link:detach-forced", "as asked")
+    sender.close()
+    wire.pump()
+    assert links_of(client.connection) == [] and links_of(server.connection) == []
+    # Events put before it was forgotten still come out, for the same object.
+    happened = [event for event in client.events() if event.context is sender]
+    assert [event.name for event in happened] == ["LINK_REMOTE_CLOSE", "LINK_LOCAL_CLOSE"]
+    assert sender.state == LOCAL_CLOSED | REMOTE_CLOSED
+    assert sender.name == "flow"
+    assert str(sender.remote_condition) == "amqp:resource-deleted: queue deleted"
+    assert sender.condition.name == "amqp:link:detach-forced"
+    assert sender.session.state == LOCAL_ACTIVE | REMOTE_ACTIVE
+    assert sender.connection is client.connection
+    assert sender.next(0) is None
+    wire.forget()
+    sender.close()  # closing again is a no-op, and no frame goes out for it
+    sender.detach()
+    wire.pump()
+    assert wire.frames("client") == []

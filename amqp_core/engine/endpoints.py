@@ -133,7 +133,8 @@ class Connection(Endpoint):
         self.remote_desired_capabilities: list[Any] | None = None
         self.transport: Transport | None = None
         self._collector: Collector | None = None
-        self._sessions: list[Session] = []
+        # An insertion-ordered set: a session leaves once it has ended at both ends.
+        self._sessions: dict[Session, None] = {}
         # Sessions with work for the transport, in the order the work arose.
         self._dirty: dict[Session, None] = {}
         self._needs_output = False
@@ -167,7 +168,7 @@ class Connection(Endpoint):
 
     def session(self) -> Session:
         session = Session(self)
-        self._sessions.append(session)
+        self._sessions[session] = None
         self._emit(session, Event.SESSION_INIT)
         return session
 
@@ -185,6 +186,17 @@ class Connection(Endpoint):
 
     def free(self) -> None:
         """Kept for Proton compatibility: Python's collector frees endpoints."""
+
+    def _forget_session(self, session: Session) -> None:
+        """The session ended at both ends (its channels are free): drop it, and its
+        links with it, as Proton's pn_session_free does. Objects the application still
+        holds keep their state, and events already put for them still dispatch; they
+        are only no longer found by `sessions()`, `links()`, `session_head` and
+        `link_head`. Deliveries left unsettled on it are dropped: the delivery state of
+        a link ended without being resumed is lost."""
+        self._sessions.pop(session, None)
+        session._outgoing_unsettled.clear()
+        session._incoming_unsettled.clear()
 
     def _mark(self, session: Session) -> None:
         self._dirty[session] = None
@@ -221,7 +233,8 @@ class Session(Endpoint):
     def __init__(self, connection: Connection) -> None:
         super().__init__()
         self._connection = connection
-        self._links: list[Link] = []
+        # An insertion-ordered set: a link leaves once it is detached at both ends.
+        self._links: dict[Link, None] = {}
         self.channel: int | None = None
         self.remote_channel: int | None = None
         self.incoming_capacity = 0
@@ -274,7 +287,7 @@ class Session(Endpoint):
 
     def _new_link(self, cls: type[Link], name: str) -> Any:
         link = cls(self, name)
-        self._links.append(link)
+        self._links[link] = None
         self._put_for(link, Event.LINK_INIT)
         return link
 
@@ -286,6 +299,21 @@ class Session(Endpoint):
 
     def free(self) -> None:
         """Kept for Proton compatibility."""
+
+    def _forget_link(self, link: Link) -> None:
+        """The link is detached at both ends (both handles free): drop it, as Proton's
+        pn_link_free does. The Link object keeps its state for whoever holds it and
+        events already put for it still dispatch; `links()`, `link_head` and `next`
+        no longer return it. Its deliveries still unsettled are dropped with it (a
+        detached link's unsettled state is lost unless the link is resumed; the
+        application settles its own copies as it likes), so a late disposition for one
+        of them finds nothing, as for any unknown delivery-id."""
+        self._links.pop(link, None)
+        self._dirty_links.pop(link, None)
+        for unsettled in (self._outgoing_unsettled, self._incoming_unsettled):
+            if unsettled:
+                for delivery_id in [key for key, d in unsettled.items() if d._link is link]:
+                    del unsettled[delivery_id]
 
     def _mark(self, link: Link | None = None) -> None:
         if link is not None:

@@ -556,7 +556,10 @@ class Transport:
         link.remote_condition = Condition.from_spec(body.error)
         link._remote = _REMOTE_CLOSED
         link._put(Event.LINK_REMOTE_CLOSE if body.closed else Event.LINK_REMOTE_DETACH)
-        session._mark(link)
+        if link._detach_sent:
+            session._forget_link(link)  # ours went first: detached at both ends now
+        else:
+            session._mark(link)
 
     def _on_end(self, channel: int, body: Any, payload: bytes) -> None:
         session = self._session_on(channel)
@@ -564,7 +567,10 @@ class Transport:
         session.remote_condition = Condition.from_spec(body.error)
         session._remote = _REMOTE_CLOSED
         session._put(Event.SESSION_REMOTE_CLOSE)
-        session.connection._mark(session)
+        if session._end_sent:
+            session.connection._forget_session(session)  # ours went first: ended at both ends
+        else:
+            session.connection._mark(session)
 
     def _on_close(self, channel: int, body: Any, payload: bytes) -> None:
         connection = self._need_connection()
@@ -749,6 +755,8 @@ class Transport:
             self._write(channel, spec.End(error=error))
             session._end_sent = True
             del self._local_channels[channel]
+            if session._remote == _REMOTE_CLOSED:
+                session.connection._forget_session(session)
             return False
         return remaining
 
@@ -788,6 +796,8 @@ class Transport:
             link._detach_sent = True
             if link.handle is not None:
                 del session._local_handles[link.handle]
+            if link._remote == _REMOTE_CLOSED:
+                session._forget_link(link)
             return False
         return remaining
 
