@@ -7,7 +7,7 @@ package with its own browser download never used (no `playwright install`). CI i
 both (.ci/run); when either is missing this test fails, it does not skip.
 
 The gateway runs for real: `python -m gateway` in a subprocess, with its embedded broker,
-on free ports, stopped by its PID (tests/gateway_process.py).
+on free ports, stopped by its PID (tests/gateway_fixtures.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_process import GatewayProcess
+from gateway_fixtures import GatewayServer
 
 from amqp_core import Delivery, Message
 from amqp_core.utils import BlockingConnection
@@ -45,9 +45,9 @@ AMQP_TIMEOUT = 10.0
 
 
 @pytest.fixture
-def running_gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
+def running_gateway(tmp_path: Path) -> Iterator[GatewayServer]:
     """The gateway with its embedded broker, ready; stopped by PID afterwards."""
-    with GatewayProcess(tmp_path) as gateway:
+    with GatewayServer(tmp_path) as gateway:
         yield gateway
 
 
@@ -86,7 +86,7 @@ def _send_with_amqp(address: str, node: str, body: Any) -> str:
 
 
 def test_console_streams_what_the_page_and_an_amqp_client_publish(
-    running_gateway: GatewayProcess, tmp_path: Path
+    running_gateway: GatewayServer, tmp_path: Path
 ) -> None:
     sync_playwright = _playwright()
     from playwright.sync_api import expect
@@ -126,7 +126,7 @@ def test_console_streams_what_the_page_and_an_amqp_client_publish(
                     else None
                 ),
             )
-            answer = page.goto(running_gateway.http_url + "/")
+            answer = page.goto(running_gateway.url + "/")
             assert answer is not None and answer.status == 200
 
             page.fill("#address", address)
@@ -145,7 +145,7 @@ def test_console_streams_what_the_page_and_an_amqp_client_publish(
             # Sent by an AMQP client to the embedded broker, same address.
             with concurrent.futures.ThreadPoolExecutor(1) as worker:
                 outcome = worker.submit(
-                    _send_with_amqp, address, running_gateway.amqp_address, amqp_body
+                    _send_with_amqp, address, running_gateway.amqp, amqp_body
                 ).result(timeout=AMQP_TIMEOUT * 3)
             assert outcome == "accepted"
             from_amqp = page.locator("#messages li", has_text='"from":"amqp"')

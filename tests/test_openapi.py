@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_process import GatewayProcess
+from gateway_fixtures import GatewayServer
 
 REPO = Path(__file__).resolve().parent.parent
 GENERATOR = REPO / "openapi" / "generate.py"
@@ -107,13 +107,13 @@ def test_the_document_does_not_depend_on_the_settings(generated: str) -> None:
 
 def test_a_running_gateway_serves_the_document_and_docs(tmp_path: Path) -> None:
     committed = json.loads(COMMITTED.read_text(encoding="utf-8"))
-    with GatewayProcess(tmp_path) as gateway, httpx.Client(timeout=10) as client:
-        served = client.get(f"{gateway.http_url}/openapi.json")
+    with GatewayServer(tmp_path) as gateway, httpx.Client(timeout=10) as client:
+        served = client.get(f"{gateway.url}/openapi.json")
         assert served.status_code == 200, served.text
         assert served.headers["content-type"].startswith("application/json")
         assert served.json() == committed, f"the served document differs: {REGENERATE}"
 
-        docs = client.get(f"{gateway.http_url}/docs")
+        docs = client.get(f"{gateway.url}/docs")
         assert docs.status_code == 200, docs.text
         assert docs.headers["content-type"].startswith("text/html")
         assert "/openapi.json" in docs.text
