@@ -796,6 +796,39 @@ def test_a_flow_with_echo_is_answered_with_our_link_state():
     assert session_flow.next_outgoing_id == 0
 
 
+def test_a_client_takes_transfers_beyond_its_credit_as_proton_does():
+    """RabbitMQ 3.10 sends past credit topped up while its messages are on the way
+    (rabbitmq-server#2597): a client keeps the messages and its link. (A server closes
+    the connection instead: tests/test_bad_input.py.)"""
+    client, raw, wire = our_client_and_raw_server()
+    session = client.connection.session()
+    session.open()
+    receiver = session.receiver("overrun")
+    receiver.source.address = "q"
+    receiver.open()
+    receiver.flow(1)
+    raw.header(AMQP_HEADER).frame(OPEN)
+    raw.frame(
+        spec.Begin(remote_channel=0, next_outgoing_id=0, incoming_window=100, outgoing_window=100)
+    )
+    raw.frame(spec.Attach(name="overrun", handle=0, role=False, initial_delivery_count=0))
+    for number in range(3):
+        transfer = spec.Transfer(handle=0, delivery_id=number, delivery_tag=b"%d" % number)
+        raw.frame(transfer, payload=b"message %d" % number)
+    wire.pump()
+    assert [payload for _, payload in take_messages(receiver)] == [
+        b"message 0",
+        b"message 1",
+        b"message 2",
+    ]
+    assert receiver.credit == 0
+    assert not raw.performatives(spec.Close)
+    receiver.flow(2)  # the peer's count of deliveries is ours: new credit is 2, not -1 + 2
+    wire.pump()
+    flow = raw.performatives(spec.Flow)[-1]
+    assert (flow.delivery_count, flow.link_credit) == (3, 2)
+
+
 @pytest.mark.parametrize("receiver_kind", ["ours", "proton"])
 def test_offered_sends_available_to_the_receiver(receiver_kind):
     """Proton's engine neither sends a flow for offered() nor shows a received

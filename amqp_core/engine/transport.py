@@ -113,6 +113,12 @@ class Transport:
 
     def __init__(self, mode: int = CLIENT) -> None:
         self._mode = mode
+        #: Whether a transfer beyond the credit we granted closes the connection with
+        #: amqp:link:transfer-limit-exceeded. A server enforces it: it is what holds a
+        #: flooding client back. A client tolerates it, as Proton does, because RabbitMQ
+        #: 3.10 overruns credit topped up while its messages are on the way
+        #: (rabbitmq-server#2597), and a client's receiver asked for those messages.
+        self.enforce_credit = mode == self.SERVER
         self.max_frame_size = self.DEFAULT_MAX_FRAME_SIZE
         self.channel_max = self.DEFAULT_CHANNEL_MAX
         self.handle_max = self.DEFAULT_HANDLE_MAX
@@ -489,14 +495,14 @@ class Transport:
                 raise TransportError(
                     INVALID_FIELD, "the first transfer of a delivery lacks delivery-id"
                 )
-            if link._link_credit <= 0:
+            if link._link_credit <= 0 and self.enforce_credit:
                 raise TransportError(
                     TRANSFER_LIMIT, f"transfer on link {link.name!r} without credit"
                 )
             delivery = Delivery(link, body.delivery_tag or b"")
             delivery.id = body.delivery_id
             delivery.message_format = body.message_format or 0
-            link._link_credit -= 1
+            link._link_credit = max(0, link._link_credit - 1)
             link.delivery_count = (link.delivery_count + 1) & _UINT_MASK
             link._deliveries.append(delivery)
             if link.current is None:
