@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from processes import free_port, wait_for_port
+from processes import free_port, stop, wait_for_port
 from proton import Message, Timeout
 from proton.reactor import Copy, Selector
 from proton.utils import BlockingConnection
@@ -140,15 +140,7 @@ class GatewayServer:
     def stop(self) -> None:
         """TERM by PID, then KILL if it is still there after STOP_TIMEOUT."""
         self.http.close()
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(self.process, STOP_TIMEOUT)
 
     def terminate(self) -> None:
         """SIGTERM, for a test of graceful shutdown; does not wait."""
@@ -364,13 +356,7 @@ class Program:
         raise AssertionError(f"{self.name} did not print {text!r}; it printed:\n{self.output()}")
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        stop(self.popen, STOP_TIMEOUT)
 
     def __enter__(self) -> Program:
         return self

@@ -26,13 +26,16 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10) -> No
     raise AssertionError(f"nothing listens on {host}:{port} after {timeout} s")
 
 
-def stop(process: subprocess.Popen[bytes] | subprocess.Popen[str] | None) -> None:
-    """Terminate a started process by its PID, killing it if it does not go."""
+def stop(
+    process: subprocess.Popen[bytes] | subprocess.Popen[str] | None, timeout: float = 5
+) -> None:
+    """Terminate a started process by its PID, killing it if it does not go in `timeout`
+    seconds."""
     if process is None or process.poll() is not None:
         return
     process.terminate()
     try:
-        process.wait(timeout=5)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from processes import free_port, wait_for_port
+from processes import free_port, stop, wait_for_port
 
 #: Where Debian's rabbitmq-server keeps its scripts; the /usr/sbin wrappers switch user.
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
@@ -57,18 +57,6 @@ def _port_pair() -> int:
             continue
         return port
     raise RuntimeError("no free port pair (port, port + 20000) on 127.0.0.1")
-
-
-def _stop_pid(process: subprocess.Popen[bytes], timeout: float) -> None:
-    """TERM a child by its PID; KILL it if it is still there after `timeout` seconds."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def _is_vm_of(pid: int, folder: Path) -> bool:
@@ -267,7 +255,7 @@ class RabbitMQ:
         server, self._server = self._server, None
         if server is not None:
             vm = self._vm_pid()
-            _stop_pid(server, self.stop_timeout)
+            stop(server, self.stop_timeout)
             # If the script had to be killed, the VM it started may still run: kill it
             # too, by the PID it wrote, once more checked to be this node's VM.
             if vm is not None and self.folder is not None and _is_vm_of(vm, self.folder):
@@ -275,7 +263,7 @@ class RabbitMQ:
                     os.kill(vm, signal.SIGKILL)
         epmd, self._epmd = self._epmd, None
         if epmd is not None:
-            _stop_pid(epmd, 5)
+            stop(epmd, 5)
         folder, self.folder = self.folder, None
         if folder is not None and not self.keep_folder:
             shutil.rmtree(folder, ignore_errors=True)
