@@ -181,6 +181,38 @@ def test_a_bad_ack_gets_an_error_frame_and_the_stream_goes_on(gateway: GatewaySe
         assert frame["body"] == "still here"
 
 
+#: What a hostile or broken client may send instead of an acknowledgement.
+NOT_ACKS = {
+    "a binary frame": b"\x00\x01 not text",
+    "invalid JSON": '{"ack": 1',
+    "JSON nested 100,000 deep": "[" * 100_000 + "]" * 100_000,
+    "a huge acknowledgement": json.dumps({"ack": 1, "padding": "x" * 500_000}),
+}
+
+
+@pytest.mark.parametrize("frame", NOT_ACKS.values(), ids=NOT_ACKS)
+def test_a_frame_that_is_no_ack_gets_an_error_frame_a_log_line_and_the_stream_goes_on(
+    gateway: GatewayServer, frame: str | bytes
+) -> None:
+    address = unique("notack")
+    post_all(gateway, address, "first", "second")
+    with websocket(gateway, address, ack="client", credit=1) as client:
+        (first,) = frames(client, 1)
+        client.send(frame)
+        (answer,) = frames(client, 1)
+        problem = answer["error"]
+        assert problem["status"] == 400, problem
+        assert problem["title"] and problem["detail"], problem
+        # Acknowledgements still work, and messages keep flowing.
+        client.send(json.dumps({"ack": first["id"]}))
+        (second,) = frames(client, 1)
+        assert second["body"] == "second"
+        client.send(json.dumps({"ack": second["id"]}))
+        assert_quiet(client)
+    assert receive_all(gateway.amqp, address) == []
+    assert f"bad acknowledgement on the stream from {address!r}" in gateway.log.read_text()
+
+
 def test_closing_the_socket_releases_unacknowledged_messages_to_another_consumer(
     gateway: GatewayServer,
 ) -> None:

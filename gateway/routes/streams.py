@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -31,12 +32,19 @@ from gateway.routes.messages import address_of
 from gateway.state import Gateway, GatewayDep, gateway_of
 
 router = APIRouter(tags=["streams"])
+log = logging.getLogger(__name__)
 
 #: WebSocket close codes (RFC 6455 section 7.4.1): the client asked for something
 #: wrong; the broker is away, try again later; the gateway is shutting down.
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011
+
+#: The longest acknowledgement read. ``{"ack": 123456, "outcome": "released"}`` is under
+#: 50 characters; a longer text is refused unread, so that a client cannot make the
+#: gateway parse megabytes of JSON per frame.
+MAX_ACK_LENGTH = 1024
 
 Ack = Literal["auto", "client"]
 
@@ -100,6 +108,10 @@ async def websocket_stream(
                 failure = task.exception()
                 if isinstance(failure, GatewayAmqpError):
                     await _close_with_problem(websocket, failure)
+                elif failure is not None and not isinstance(failure, WebSocketDisconnect):
+                    log.error("stream from %r failed", stream.address, exc_info=failure)
+                    with contextlib.suppress(Exception):
+                        await websocket.close(CLOSE_INTERNAL_ERROR)
         finally:
             for task in (sending, reading):
                 task.cancel()
@@ -124,28 +136,35 @@ async def _forward(
 
 
 async def _read_acks(websocket: WebSocket, stream: StreamReceiver) -> None:
-    """Settle what the client acknowledges; answer a bad acknowledgement with an error
-    frame and go on."""
+    """Settle what the client acknowledges. Anything else it sends (a binary frame, a
+    text that is not an acknowledgement) is answered with an error frame and logged, and
+    the stream goes on."""
     while True:
-        try:
-            text = await websocket.receive_text()
-        except WebSocketDisconnect:
+        received = await websocket.receive()
+        if received["type"] == "websocket.disconnect":
             return
         try:
-            stream.settle(*_parse_ack(text))
+            stream.settle(*_parse_ack(received.get("text")))
         except (ValueError, UnknownMessageId) as error:
-            await websocket.send_text(
-                json.dumps({"error": {"title": "Bad ack", "detail": str(error)}})
-            )
+            log.warning("bad acknowledgement on the stream from %r: %s", stream.address, error)
+            problem = {"type": "about:blank", "title": "Bad ack", "status": 400}
+            await websocket.send_text(json.dumps({"error": {**problem, "detail": str(error)}}))
 
 
-def _parse_ack(text: str) -> tuple[int, Any]:
+def _parse_ack(text: str | None) -> tuple[int, Any]:
+    """(message id, outcome) from an acknowledgement frame's text (None: a binary frame);
+    ValueError saying what is wrong with it."""
+    usage = 'send {"ack": <id>} or {"ack": <id>, "outcome": ...}'
+    if text is None:
+        raise ValueError(f"a binary frame is not an acknowledgement: {usage} as text")
+    if len(text) > MAX_ACK_LENGTH:
+        raise ValueError(f"{len(text)} characters is not an acknowledgement: {usage}")
     try:
         request = json.loads(text)
-    except ValueError:
-        raise ValueError('not JSON: send {"ack": <id>} or {"ack": <id>, "outcome": ...}') from None
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's limit
+        raise ValueError(f"not JSON: {usage}") from None
     if not isinstance(request, dict) or "ack" not in request:
-        raise ValueError('send {"ack": <id>} or {"ack": <id>, "outcome": ...}')
+        raise ValueError(usage)
     message_id = request["ack"]
     if not isinstance(message_id, int) or isinstance(message_id, bool):
         raise ValueError(f"ack takes a message's id (an integer), not {message_id!r}")
