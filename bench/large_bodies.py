@@ -179,7 +179,10 @@ def main() -> None:
                         f"RSS +{growth:6.1f} MiB, {seconds:.2f} s"
                     )
                     stall, growth, seconds = measured(
-                        http, lambda mode=mode: asyncio.run(take(http_port, address, mode, size))
+                        http,
+                        lambda mode=mode, address=address: asyncio.run(
+                            take(http_port, address, mode, size)
+                        ),
                     )
                     print(
                         f"  round {round_number}, WebSocket {mode:6}: stall {stall:6.1f} ms, "
