@@ -2,7 +2,8 @@
 
 1. POST /messages throughput: the gateway with its embedded broker (each POST answered
    201 only after the broker accepted the message) against a bare FastAPI endpoint that
-   answers 201 at once, both run by uvicorn with the same settings, loaded alike by wrk
+   answers 201 at once, both run by uvicorn with the gateway's settings (its h11 protocol
+   with limits: gateway.serving), loaded alike by wrk
    (Debian's `wrk`; without it, a slower Python load generator). Prints the ratio.
 2. WebSocket stream: messages/s delivered to one WebSocket client (ack=auto) from a
    queue filled beforehand over AMQP.
@@ -71,7 +72,13 @@ def serve_bare(port: int) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, log_level="warning")
+    # This script's own name shadows the gateway package: import it from the repository.
+    sys.path[0] = str(REPO)
+    from gateway.serving import uvicorn_config
+    from gateway.settings import Settings
+
+    settings = Settings(log_level="warning")
+    uvicorn.Server(uvicorn_config(app, settings, host="127.0.0.1", port=port)).run()
 
 
 class Server:

@@ -1,32 +1,152 @@
 """`amqp-gateway` (or `python -m gateway`): run the gateway under uvicorn, with the
 embedded broker unless --amqp-url names another one. Every flag is also an environment
-variable: --amqp-url is GATEWAY_AMQP_URL."""
+variable: --amqp-url is GATEWAY_AMQP_URL.
+
+A failure to start is one line on stderr that names the problem and the flag to change,
+and an exit code per kind (`EXIT_CODES`), so that a supervisor or a script can tell them
+apart."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import inspect
+import socket
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import uvicorn
+from pydantic import ValidationError
+from pydantic_settings import CliSettingsSource, SettingsError
 
-from gateway.app import SHUTDOWN_GRACE, create_app
+from amqp_core.broker.store import StoreError
+from gateway.amqp import EmbeddedBrokerError
+from gateway.app import create_app
 from gateway.logs import configure_logging
+from gateway.serving import uvicorn_config
 from gateway.settings import Settings, split_host_port
+from gateway.state import Gateway
+
+PROGRAM = "amqp-gateway"
+
+#: Exit codes: 2 as argparse's; the others one per thing to fix.
+EXIT_BAD_SETTING = 2
+EXIT_CANNOT_LISTEN = 3
+EXIT_DATA_DIR = 4
+EXIT_BROKER_FAILED = 5
+
+EXIT_CODES = f"""\
+exit codes:
+  0  stopped (SIGTERM or Ctrl-C)
+  {EXIT_BAD_SETTING}  a flag or GATEWAY_* variable is unknown or has a bad value
+  {EXIT_CANNOT_LISTEN}  cannot listen on --http or --amqp-listen (in use, not allowed, not local)
+  {EXIT_DATA_DIR}  --data-dir is used by another broker or gateway, or cannot be used
+  {EXIT_BROKER_FAILED}  the embedded broker failed to start for another reason
+"""
+
+
+class StartupFailure(Exception):
+    """Why the gateway cannot run, in one line, and the exit code that says so."""
+
+    def __init__(self, exit_code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.exit_code = exit_code
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, whose errors are one line (the problem and where to read more) rather
+    than the usage and the problem."""
+
+    def error(self, message: str) -> NoReturn:
+        raise StartupFailure(EXIT_BAD_SETTING, f"{message} (see {self.prog} --help)")
+
+
+def read_settings(arguments: Sequence[str] | None) -> Settings:
+    """The settings from these flags (None: the command line) and the environment;
+    StartupFailure naming the flag and its variable if one is wrong."""
+    parser = _OneLineParser(
+        prog=PROGRAM,
+        description=inspect.cleandoc(Settings.__doc__ or ""),
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    flags: CliSettingsSource[Settings] = CliSettingsSource(Settings, root_parser=parser)
+    try:
+        return Settings(
+            _cli_settings_source=flags(args=True if arguments is None else list(arguments))
+        )
+    except SettingsError as error:
+        reason = str(error).removeprefix("error parsing CLI: ")
+        raise StartupFailure(EXIT_BAD_SETTING, reason) from None
+    except ValidationError as error:
+        problems = []
+        for problem in error.errors(include_url=False):
+            name = str(problem["loc"][0]) if problem["loc"] else "settings"
+            message = problem["msg"].removeprefix("Value error, ")
+            given = repr(problem["input"])[:60]
+            problems.append(
+                f"--{name.replace('_', '-')} {given} (or GATEWAY_{name.upper()}): {message}"
+            )
+        raise StartupFailure(EXIT_BAD_SETTING, "; ".join(problems)) from None
+
+
+def listen(address: str) -> socket.socket:
+    """A socket bound to the HTTP address (uvicorn listens on it), or StartupFailure."""
+    host, port = split_host_port(address, 8080)
+    try:
+        family, kind, protocol, _, where = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        server = socket.socket(family, kind, protocol)
+    except OSError as error:
+        raise _cannot_listen(address, error) from None
+    try:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(where)
+    except OSError as error:
+        server.close()
+        raise _cannot_listen(address, error) from None
+    return server
+
+
+def _cannot_listen(address: str, error: OSError) -> StartupFailure:
+    return StartupFailure(
+        EXIT_CANNOT_LISTEN,
+        f"cannot listen for HTTP on {address}: {error.strerror or error}; stop what listens "
+        "there or choose another address with --http HOST:PORT",
+    )
+
+
+async def serve(gateway: Gateway, config: uvicorn.Config, http_socket: socket.socket) -> None:
+    """Start the gateway (its broker first), then serve HTTP until SIGTERM or Ctrl-C."""
+    try:
+        await gateway.start()
+    except EmbeddedBrokerError as error:
+        cause = error.__cause__
+        if isinstance(cause, StoreError):
+            raise StartupFailure(
+                EXIT_DATA_DIR,
+                f"{error}; stop the broker or gateway using it, or choose another folder "
+                "with --data-dir DIR",
+            ) from None
+        code = EXIT_CANNOT_LISTEN if isinstance(cause, OSError) else EXIT_BROKER_FAILED
+        raise StartupFailure(code, str(error)) from None
+    await uvicorn.Server(config).serve(sockets=[http_socket])
 
 
 def main(arguments: Sequence[str] | None = None) -> None:
-    settings = Settings(_cli_parse_args=list(arguments) if arguments is not None else True)
-    configure_logging(settings.log_level, settings.log_format)
-    host, port = split_host_port(settings.http, 8080)
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=None,
-        log_level=settings.log_level,
-        access_log=settings.log_level == "debug",
-        timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
-    )
+    try:
+        settings = read_settings(arguments)
+        configure_logging(settings.log_level, settings.log_format)
+        app = create_app(settings)
+        config = uvicorn_config(app, settings)
+        http_socket = listen(settings.http)
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(serve(app.state.gateway, config, http_socket))
+    except StartupFailure as failure:
+        print(f"{PROGRAM}: {failure}", file=sys.stderr)
+        sys.exit(failure.exit_code)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await state.start()
+        if not state.started:  # `python -m gateway` starts it first, to report failures
+            await state.start()
         try:
             yield
         finally:
@@ -83,27 +84,43 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["*"],
         )
-    app.add_middleware(BodyLimit, max_body=settings.max_body)
+    app.add_middleware(
+        RequestLimits,
+        max_body=settings.max_body,
+        max_headers=settings.max_headers,
+        max_header_size=settings.max_header_size,
+    )
     app.add_middleware(state.metrics.middleware)
     return app
 
 
-class BodyLimit:
-    """Answer 413 to a request whose body is over `max_body` bytes, as announced by its
-    Content-Length or as it streams in, before a route reads any of it into memory."""
+class RequestLimits:
+    """Answer 431 to a request (or a WebSocket handshake) with more than `max_headers`
+    header fields or a head over `max_header_size` bytes, and 413 to a request whose
+    body is over `max_body` bytes, as announced by its Content-Length or as it streams
+    in, before a route reads any of it into memory."""
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, max_body: int, max_headers: int, max_header_size: int) -> None:
         self.app = app
         self.max_body = max_body
+        self.max_headers = max_headers
+        self.max_header_size = max_header_size
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        problem = self._header_problem(scope)
+        if problem is not None:
+            await self._refuse_headers(scope, send, *problem)
+            return
+        if scope["type"] == "websocket":
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit() or int(value) > self.max_body:
-                    await self._too_large(send)
+                    await self._refuse(send, 413, "Body too large", self._body_detail())
                     return
                 await self.app(scope, receive, send)
                 return
@@ -117,7 +134,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                await self._too_large(send)
+                await self._refuse(send, 413, "Body too large", self._body_detail())
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -133,16 +150,42 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "type": "about:blank",
-                "title": "Body too large",
-                "status": 413,
-                "detail": f"the body is over the limit of {self.max_body} bytes",
-            }
-        ).encode()
+    def _body_detail(self) -> str:
+        return f"the body is over the limit of {self.max_body} bytes"
+
+    def _header_problem(self, scope: Scope) -> tuple[str, str] | None:
+        """(title, detail) if the request line and headers are over the limits. The
+        server stops reading a head that grows past the size limit (`gateway.serving`);
+        one that came whole in a single read is measured here."""
+        headers = scope["headers"]
+        if len(headers) > self.max_headers:
+            detail = f"{len(headers)} header fields: at most {self.max_headers} are read"
+            return "Too many header fields", detail
+        size = len(scope["raw_path"]) + len(scope["query_string"])
+        size += sum(len(name) + len(value) + 4 for name, value in headers)  # ": ", CRLF
+        if size > self.max_header_size:
+            detail = (
+                f"the request line and headers are over the limit of {self.max_header_size} bytes"
+            )
+            return "Request header fields too large", detail
+        return None
+
+    async def _refuse_headers(self, scope: Scope, send: Send, title: str, detail: str) -> None:
+        if scope["type"] == "http":
+            await self._refuse(send, 431, title, detail)
+        elif "websocket.http.response" in scope.get("extensions", {}):
+            await self._refuse(send, 431, title, detail, "websocket.")
+        else:
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def _refuse(
+        self, send: Send, status: int, title: str, detail: str, prefix: str = ""
+    ) -> None:
+        """An RFC 9457 problem as the answer (`prefix` "websocket." refuses a WebSocket
+        handshake with it)."""
+        problem = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+        body = json.dumps(problem).encode()
         headers = [(b"content-type", PROBLEM_JSON.encode()), (b"connection", b"close")]
         headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": f"{prefix}http.response.start", "status": status, "headers": headers})
+        await send({"type": f"{prefix}http.response.body", "body": body})

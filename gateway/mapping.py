@@ -44,7 +44,8 @@ AMQP -> HTTP
 - `message_to_json(message)`: the message as an envelope (only the fields that differ
   from their defaults), which `message_from_envelope` reads back into an equal message.
   `stream_frame(delivery, message)` is that plus the delivery handle, for WebSocket, SSE
-  and long-poll frames.
+  and long-poll frames; `binary_stream_frame` leaves a body of bytes out of it, for a
+  WebSocket that takes bodies as binary frames.
 - `http_reply(message)`: a request/reply answer: the body by its section and content
   type, fields as `amqp-*` headers and application properties as `amqp-app-*` headers,
   percent-encoded where HTTP could not carry them (see `http_reply`).
@@ -149,6 +150,7 @@ __all__ = [
     "HEADER_FIELDS",
     "HttpReply",
     "MappingError",
+    "binary_stream_frame",
     "envelopes_from_json",
     "http_reply",
     "is_envelope",
@@ -1359,11 +1361,7 @@ def message_to_json(message: Message) -> dict[str, Any]:
     "base64"``, with ``"inferred": false`` for an amqp-value binary. An amqp-sequence
     is a list marked ``"inferred": true``. A message without a body has ``"body": null``.
     """
-    result: dict[str, Any] = {}
-    for name, write in _FIELD_WRITERS.items():
-        value = getattr(message, name)
-        if value is not None and value != _DEFAULTS[name]:
-            result[name] = write(value)
+    result = _fields_to_json(message)
     body = message.body
     kind = type(body)
     # In the order Message.encode reads the body, so that each is shown as it is sent.
@@ -1388,6 +1386,16 @@ def message_to_json(message: Message) -> dict[str, Any]:
     return result
 
 
+def _fields_to_json(message: Message) -> dict[str, Any]:
+    """The message's fields that differ from their defaults, as typed JSON."""
+    result: dict[str, Any] = {}
+    for name, write in _FIELD_WRITERS.items():
+        value = getattr(message, name)
+        if value is not None and value != _DEFAULTS[name]:
+            result[name] = write(value)
+    return result
+
+
 _BYTES = (bytes, bytearray, memoryview)
 _DEFAULTS = {name: getattr(Message, name) for name in Message.FIELDS}
 
@@ -1396,7 +1404,27 @@ def stream_frame(delivery: int | str, message: Message) -> dict[str, Any]:
     """One WebSocket, SSE or long-poll frame: the delivery handle a client acknowledges
     with as ``id`` (``{"ack": <id>}``), then `message_to_json`'s fields, the message's
     own id being ``message_id``."""
-    fields = message_to_json(message)
+    return _framed(delivery, message_to_json(message))
+
+
+def binary_stream_frame(delivery: int | str, message: Message) -> tuple[dict[str, Any], bytes]:
+    """A WebSocket frame for a stream whose client takes bodies as binary frames: a body
+    of bytes (one data section, or an amqp-value binary, which also says ``"inferred":
+    false``) is left out of the frame, which says ``"body_encoding": "binary"`` and
+    ``"body_size"``, and comes back apart, for the binary frames that follow this one.
+    Any other body stays in the frame as `stream_frame` has it (the bytes: empty)."""
+    body = message.body
+    if type(body) is DataSections or not isinstance(body, _BYTES):
+        return stream_frame(delivery, message), b""
+    fields = _fields_to_json(message)
+    if not message.inferred:
+        fields["inferred"] = False
+    fields["body_encoding"] = "binary"
+    fields["body_size"] = len(body)
+    return _framed(delivery, fields), bytes(body)
+
+
+def _framed(delivery: int | str, fields: dict[str, Any]) -> dict[str, Any]:
     frame: dict[str, Any] = {"id": delivery}
     if "id" in fields:
         frame["message_id"] = fields.pop("id")

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
         cli_prog_name="amqp-gateway",
         cli_kebab_case=True,
         cli_implicit_flags=True,
-        cli_exit_on_error=True,
+        cli_exit_on_error=False,
         extra="ignore",
     )
 
@@ -82,6 +82,36 @@ class Settings(BaseSettings):
         10_000, ge=0, description="most Idempotency-Keys remembered at a time"
     )
     sse_keepalive: float = Field(15.0, gt=0, description="seconds between SSE keep-alive comments")
+    max_header_size: int = Field(
+        16 * 1024,
+        ge=1024,
+        description="largest request head (request line and headers) in bytes; a larger "
+        "one is answered 431 and the connection closed",
+    )
+    max_headers: int = Field(
+        100, ge=1, description="most header fields in one request (431 beyond them)"
+    )
+    header_timeout: float = Field(
+        20.0,
+        gt=0,
+        description="seconds a connection has to send a request's head, from its opening "
+        "or the previous answer (408 and closed after)",
+    )
+    body_timeout: float = Field(
+        20.0,
+        gt=0,
+        description="longest pause, in seconds, while a request's body comes in (the "
+        "connection is closed after)",
+    )
+    keep_alive_timeout: int = Field(
+        5, ge=1, description="seconds an idle keep-alive connection stays open"
+    )
+    max_ws_message: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="largest WebSocket message a client may send (acknowledgements are a "
+        "few dozen bytes); a larger one closes the socket with 1009",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed by CORS (none by default; * for any)"
     )

@@ -30,8 +30,11 @@ class Gateway:
         self.idempotency: IdempotencyCache[Any] = IdempotencyCache(
             settings.idempotency_window, settings.idempotency_keys
         )
+        self.started = False
 
     async def start(self) -> None:
+        """Start the embedded broker (unless --amqp-url) and the AMQP client;
+        EmbeddedBrokerError if the broker cannot listen or open its store."""
         settings = self.settings
         if settings.amqp_url is None:
             self.broker = EmbeddedBroker(
@@ -44,6 +47,7 @@ class Gateway:
             # Our own broker answers at once: be connected before the first request.
             # An external one may be down: serve anyway (/healthz), and /readyz tells.
             await self.amqp.wait_connected(timeout=5)
+        self.started = True
 
     async def send(self, address: str, message: Message) -> Outcome:
         """Send a message and return the broker's outcome: handed straight to the

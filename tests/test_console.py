@@ -13,6 +13,8 @@ on free ports, stopped by its PID (tests/gateway_fixtures.py).
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,3 +166,66 @@ def test_console_streams_what_the_page_and_an_amqp_client_publish(
         finally:
             context.close()
     assert not problems, problems
+
+
+#: Run in the page: take one message from a ?body=binary stream as a browser does, and
+#: answer its frame and the SHA-256 of the bytes that followed it.
+TAKE_BINARY_MESSAGE = """
+async (url) => {
+  const socket = new WebSocket(url);
+  socket.binaryType = "arraybuffer";
+  let frame = null;
+  const parts = [];
+  let received = 0;
+  const body = await new Promise((resolve, reject) => {
+    socket.onerror = () => reject(new Error("WebSocket error"));
+    socket.onmessage = (event) => {
+      if (frame === null) {
+        frame = JSON.parse(event.data);
+      } else {
+        parts.push(new Uint8Array(event.data));
+        received += event.data.byteLength;
+      }
+      if (frame !== null && received >= (frame.body_size || 0)) {
+        resolve(new Blob(parts).arrayBuffer());
+      }
+    };
+  });
+  socket.close();
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", await body));
+  const hex = Array.from(digest, (octet) => octet.toString(16).padStart(2, "0")).join("");
+  return {frame, frames: parts.length, sha256: hex};
+}
+"""
+
+
+def test_a_browser_takes_a_body_in_binary_frames(
+    running_gateway: GatewayServer, tmp_path: Path
+) -> None:
+    sync_playwright = _playwright()
+    address = f"console-binary/{uuid.uuid4().hex[:12]}"
+    body = os.urandom(700_000)  # three binary frames
+    answer = running_gateway.post(
+        address, content=body, headers={"Content-Type": "application/octet-stream"}
+    )
+    assert answer.status_code == 201, answer.text
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            timeout=BROWSER_TIMEOUT_MS,
+        )
+        try:
+            context.set_default_timeout(BROWSER_TIMEOUT_MS)
+            page = context.new_page()
+            assert page.goto(running_gateway.url + "/") is not None
+            url = f"{running_gateway.ws_url}/streams/{address}?body=binary"
+            taken = page.evaluate(TAKE_BINARY_MESSAGE, url)
+        finally:
+            context.close()
+    assert taken["frame"]["body_encoding"] == "binary", taken
+    assert taken["frame"]["body_size"] == len(body)
+    assert taken["frames"] == 3
+    assert taken["sha256"] == hashlib.sha256(body).hexdigest()

@@ -10,6 +10,7 @@ itself keeps.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -179,6 +180,117 @@ def test_a_bad_ack_gets_an_error_frame_and_the_stream_goes_on(gateway: GatewaySe
         post_all(gateway, address, "still here")
         (frame,) = frames(client, 1)
         assert frame["body"] == "still here"
+
+
+#: What a hostile or broken client may send instead of an acknowledgement.
+NOT_ACKS = {
+    "a binary frame": b"\x00\x01 not text",
+    "invalid JSON": '{"ack": 1',
+    "JSON nested 100,000 deep": "[" * 100_000 + "]" * 100_000,
+    "a huge acknowledgement": json.dumps({"ack": 1, "padding": "x" * 500_000}),
+}
+
+
+@pytest.mark.parametrize("frame", NOT_ACKS.values(), ids=NOT_ACKS)
+def test_a_frame_that_is_no_ack_gets_an_error_frame_a_log_line_and_the_stream_goes_on(
+    gateway: GatewayServer, frame: str | bytes
+) -> None:
+    address = unique("notack")
+    post_all(gateway, address, "first", "second")
+    with websocket(gateway, address, ack="client", credit=1) as client:
+        (first,) = frames(client, 1)
+        client.send(frame)
+        (answer,) = frames(client, 1)
+        problem = answer["error"]
+        assert problem["status"] == 400, problem
+        assert problem["title"] and problem["detail"], problem
+        # Acknowledgements still work, and messages keep flowing.
+        client.send(json.dumps({"ack": first["id"]}))
+        (second,) = frames(client, 1)
+        assert second["body"] == "second"
+        client.send(json.dumps({"ack": second["id"]}))
+        assert_quiet(client)
+    assert receive_all(gateway.amqp, address) == []
+    assert f"bad acknowledgement on the stream from {address!r}" in gateway.log.read_text()
+
+
+def test_a_message_over_the_websocket_size_limit_closes_the_socket_with_1009(
+    gateway: GatewayServer,
+) -> None:
+    with websocket(gateway, unique("toobig"), ack="client") as client:
+        client.send("x" * (1024 * 1024 + 1))  # over --max-ws-message
+        with pytest.raises(ConnectionClosed):
+            client.recv(timeout=FRAME_TIMEOUT)
+        assert client.close_code == 1009, (client.close_code, client.close_reason)
+
+
+#: Bytes of a body per binary frame, at most (README).
+BODY_SLICE = 256 * 1024
+
+
+def binary_message(client: ClientConnection) -> tuple[dict[str, Any], bytes]:
+    """The next message of a ?body=binary stream: its JSON frame, and the body that
+    comes after it in binary frames (each at most BODY_SLICE bytes)."""
+    frame = json.loads(client.recv(timeout=FRAME_TIMEOUT))
+    body = b""
+    while len(body) < frame.get("body_size", 0):
+        part = client.recv(timeout=FRAME_TIMEOUT)
+        assert isinstance(part, bytes), part[:100]
+        assert 0 < len(part) <= BODY_SLICE, len(part)
+        body += part
+    assert len(body) == frame.get("body_size", 0)
+    return frame, body
+
+
+def test_binary_mode_sends_a_body_of_bytes_in_binary_frames_after_its_frame(
+    gateway: GatewayServer,
+) -> None:
+    address = unique("binary")
+    picture = os.urandom(600_000)
+    answer = gateway.post(address, content=picture, headers={"Content-Type": "image/png"})
+    assert answer.status_code == 201, answer.text
+    post_all(gateway, address, {"n": 1}, "text")
+    envelope = {"body": {"$type": "binary", "value": "AP8="}, "inferred": False}
+    answer = gateway.post(address, content=json.dumps(envelope), headers={"Content-Type": ENVELOPE})
+    assert answer.status_code == 201, answer.text
+    empty = gateway.post(address, content=b"", headers={"Content-Type": "image/png"})
+    assert empty.status_code == 201, empty.text
+    with websocket(gateway, address, body="binary", ack="client", credit=10) as client:
+        frame, body = binary_message(client)
+        assert frame["body_encoding"] == "binary" and "body" not in frame, frame
+        assert frame["content_type"] == "image/png"
+        assert frame["body_size"] == len(picture) and body == picture
+        # Other bodies stay in their frame, as in JSON mode.
+        json_frame, nothing = binary_message(client)
+        assert json_frame["body"] == {"n": 1} and nothing == b""
+        text_frame, nothing = binary_message(client)
+        assert text_frame["body"] == "text" and nothing == b""
+        # An amqp-value binary says so, as in JSON mode.
+        value_frame, value = binary_message(client)
+        assert value_frame["inferred"] is False and value == b"\x00\xff", value_frame
+        empty_frame, nothing = binary_message(client)
+        assert empty_frame["body_size"] == 0 and nothing == b""
+        for acknowledged in (frame, json_frame, text_frame, value_frame, empty_frame):
+            client.send(json.dumps({"ack": acknowledged["id"]}))
+        assert_quiet(client)
+    assert receive_all(gateway.amqp, address) == []
+
+
+def test_a_50_mb_body_comes_whole_in_binary_mode(tmp_path: Path) -> None:
+    """One large message (the broker takes up to 64 MiB), POSTed and streamed back."""
+    body = os.urandom(50 * 1024 * 1024)
+    address = unique("large")
+    with GatewayServer(tmp_path, "--max-body", str(64 * 1024 * 1024)) as large:
+        headers = {"Content-Type": "application/octet-stream"}
+        answer = large.http.post(f"/messages/{address}", content=body, headers=headers)
+        assert answer.status_code == 201, answer.text
+        url = f"{large.ws_url}/streams/{address}?body=binary"
+        # Bounded frames: a client need not accept one as large as the body (compression
+        # may add a few bytes to a slice of random bytes).
+        with connect(url, proxy=None, open_timeout=10, max_size=2 * BODY_SLICE) as client:
+            frame, received = binary_message(client)
+    assert frame["body_size"] == len(body)
+    assert received == body
 
 
 def test_closing_the_socket_releases_unacknowledged_messages_to_another_consumer(

@@ -1,5 +1,8 @@
 """`amqp-broker` (or `python -m amqp_core.broker`): run the embedded broker until
-Ctrl-C or SIGTERM. ``AMQP_TRACE=1`` in the environment traces every frame to stderr."""
+Ctrl-C or SIGTERM. ``AMQP_TRACE=1`` in the environment traces every frame to stderr.
+
+A failure to start is one line on stderr that names the problem and the option to
+change, with an exit code per kind (`EXIT_CODES`)."""
 
 from __future__ import annotations
 
@@ -9,16 +12,48 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from amqp_core.broker.server import Broker, BrokerConfig
 from amqp_core.broker.store import StoreError
 from amqp_core.reactor import Container
 
+#: Exit codes: 2 as argparse's; the others one per thing to fix.
+EXIT_BAD_OPTION = 2
+EXIT_CANNOT_LISTEN = 3
+EXIT_DATA_DIR = 4
+
+EXIT_CODES = f"""\
+exit codes:
+  0  stopped (SIGTERM or Ctrl-C)
+  {EXIT_BAD_OPTION}  an option is unknown or has a bad value
+  {EXIT_CANNOT_LISTEN}  cannot listen on --address (in use, not allowed, not local)
+  {EXIT_DATA_DIR}  --data-dir is used by another broker, or cannot be used
+"""
+
+
+class StartupFailure(Exception):
+    """Why the broker cannot run, in one line, and the exit code that says so."""
+
+    def __init__(self, exit_code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.exit_code = exit_code
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, whose errors are one line (the problem and where to read more) rather
+    than the usage and the problem."""
+
+    def error(self, message: str) -> NoReturn:
+        raise StartupFailure(EXIT_BAD_OPTION, f"{message} (see {self.prog} --help)")
+
 
 def parse_arguments(arguments: Sequence[str] | None = None) -> BrokerConfig:
     defaults = BrokerConfig()
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="amqp-broker",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="An AMQP 1.0 broker: queues created on first use, topics, selectors, "
         "browsing, dynamic reply queues and ANONYMOUS-RELAY. Ctrl-C or SIGTERM stops it. "
         "Set AMQP_TRACE=1 to trace every frame to stderr.",
@@ -122,14 +157,30 @@ def parse_arguments(arguments: Sequence[str] | None = None) -> BrokerConfig:
 
 
 async def serve(config: BrokerConfig) -> None:
-    """Run a broker in this event loop until SIGINT or SIGTERM."""
+    """Run a broker in this event loop until SIGINT or SIGTERM; StartupFailure if it
+    cannot listen or open its store."""
     broker = Broker(config)
     container = Container(broker)
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, container.stop)
     try:
-        container.start()
+        container.start()  # the broker opens its store and listens in its on_start
+        if broker.acceptor is None:  # which failed: wait() raises why
+            try:
+                await container.wait()
+            except StoreError as error:
+                raise StartupFailure(
+                    EXIT_DATA_DIR,
+                    f"{error}; stop the broker using it, or choose another folder with "
+                    "--data-dir DIR",
+                ) from None
+            except OSError as error:
+                raise StartupFailure(
+                    EXIT_CANNOT_LISTEN,
+                    f"cannot listen on {config.address}: {error.strerror or error}; stop "
+                    "what listens there or choose another address with -a HOST:PORT",
+                ) from None
         await container.wait()
     finally:
         broker.close()
@@ -138,8 +189,9 @@ async def serve(config: BrokerConfig) -> None:
 def main(arguments: Sequence[str] | None = None) -> None:
     try:
         asyncio.run(serve(parse_arguments(arguments)))
-    except StoreError as error:
-        sys.exit(f"amqp-broker: {error}")
+    except StartupFailure as failure:
+        print(f"amqp-broker: {failure}", file=sys.stderr)
+        sys.exit(failure.exit_code)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
+from amqp_core import Message
 from gateway.amqp import (
     OUTCOME_NAMES,
     BrokerUnavailable,
@@ -25,20 +27,33 @@ from gateway.amqp import (
     StreamReceiver,
     UnknownMessageId,
 )
-from gateway.mapping import stream_frame
+from gateway.mapping import binary_stream_frame, stream_frame
 from gateway.problems import ProblemError, amqp_problem, problem_responses
 from gateway.routes.messages import address_of
 from gateway.state import Gateway, GatewayDep, gateway_of
 
 router = APIRouter(tags=["streams"])
+log = logging.getLogger(__name__)
 
 #: WebSocket close codes (RFC 6455 section 7.4.1): the client asked for something
 #: wrong; the broker is away, try again later; the gateway is shutting down.
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011
+
+#: Bytes of a body per binary frame (``?body=binary``): copying and framing one costs the
+#: event loop well under a millisecond, so a large body never holds it long, and the
+#: other streams' frames go out between its slices.
+BODY_SLICE = 256 * 1024
+
+#: The longest acknowledgement read. ``{"ack": 123456, "outcome": "released"}`` is under
+#: 50 characters; a longer text is refused unread, so that a client cannot make the
+#: gateway parse megabytes of JSON per frame.
+MAX_ACK_LENGTH = 1024
 
 Ack = Literal["auto", "client"]
+BodyMode = Literal["json", "binary"]
 
 SelectorQuery = Annotated[
     str | None, Query(description="JMS selector: only the messages it matches")
@@ -46,6 +61,13 @@ SelectorQuery = Annotated[
 BrowseQuery = Annotated[bool, Query(description="see copies and leave the messages on the queue")]
 CreditQuery = Annotated[
     int | None, Query(ge=1, description="most messages in flight and not acknowledged")
+]
+BodyQuery = Annotated[
+    BodyMode,
+    Query(
+        description="json: each body inside its frame (bytes in base64); binary: a body "
+        "of bytes in binary frames after its frame"
+    ),
 ]
 
 
@@ -80,6 +102,7 @@ async def websocket_stream(
     browse: BrowseQuery = False,
     credit: CreditQuery = None,
     ack: Ack = "auto",
+    body: BodyQuery = "json",
 ) -> None:
     state = gateway_of(websocket)
     await websocket.accept()
@@ -92,14 +115,19 @@ async def websocket_stream(
         await _close_with_problem(websocket, error)
         return
     async with _counted(state, "websocket", window):
-        sending = asyncio.create_task(_forward(websocket, stream, state, ack == "auto" or browse))
-        reading = asyncio.create_task(_read_acks(websocket, stream))
+        client = _Client(websocket, binary=body == "binary")
+        sending = asyncio.create_task(_forward(client, stream, state, ack == "auto" or browse))
+        reading = asyncio.create_task(_read_acks(client, stream))
         try:
             done, _ = await asyncio.wait({sending, reading}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 failure = task.exception()
                 if isinstance(failure, GatewayAmqpError):
                     await _close_with_problem(websocket, failure)
+                elif failure is not None and not isinstance(failure, WebSocketDisconnect):
+                    log.error("stream from %r failed", stream.address, exc_info=failure)
+                    with contextlib.suppress(Exception):
+                        await websocket.close(CLOSE_INTERNAL_ERROR)
         finally:
             for task in (sending, reading):
                 task.cancel()
@@ -109,43 +137,75 @@ async def websocket_stream(
                 await websocket.close(CLOSE_GOING_AWAY)
 
 
-async def _forward(
-    websocket: WebSocket, stream: StreamReceiver, state: Gateway, auto_ack: bool
-) -> None:
-    """Send each message as a JSON text frame; in auto mode, accept it once the frame is
+class _Client:
+    """The WebSocket of one stream, sending whole messages: a message's frames (its JSON
+    frame, then its body's binary frames) never interleave with an error frame."""
+
+    def __init__(self, websocket: WebSocket, binary: bool) -> None:
+        self.websocket = websocket
+        self.binary = binary
+        self._sending = asyncio.Lock()
+
+    async def send_message(self, message_id: int, message: Message) -> None:
+        if not self.binary:
+            async with self._sending:
+                await self.websocket.send_text(json.dumps(stream_frame(message_id, message)))
+            return
+        frame, body = binary_stream_frame(message_id, message)
+        async with self._sending:
+            await self.websocket.send_text(json.dumps(frame))
+            view = memoryview(body)
+            for start in range(0, len(view), BODY_SLICE):
+                await self.websocket.send_bytes(bytes(view[start : start + BODY_SLICE]))
+                await asyncio.sleep(0)  # the loop's other work goes on between slices
+
+    async def send_error(self, problem: dict[str, Any]) -> None:
+        async with self._sending:
+            await self.websocket.send_text(json.dumps({"error": problem}))
+
+
+async def _forward(client: _Client, stream: StreamReceiver, state: Gateway, auto_ack: bool) -> None:
+    """Send each message to the client; in auto mode, accept it once its frames are
     handed to the socket (which waits while the client does not read)."""
     counter = state.metrics.stream_messages.labels("websocket")
     while True:
         received = await stream.receive()
-        await websocket.send_text(json.dumps(stream_frame(received.id, received.message)))
+        await client.send_message(received.id, received.message)
         counter.inc()
         if auto_ack:
             received.accept()
 
 
-async def _read_acks(websocket: WebSocket, stream: StreamReceiver) -> None:
-    """Settle what the client acknowledges; answer a bad acknowledgement with an error
-    frame and go on."""
+async def _read_acks(client: _Client, stream: StreamReceiver) -> None:
+    """Settle what the client acknowledges. Anything else it sends (a binary frame, a
+    text that is not an acknowledgement) is answered with an error frame and logged, and
+    the stream goes on."""
     while True:
-        try:
-            text = await websocket.receive_text()
-        except WebSocketDisconnect:
+        received = await client.websocket.receive()
+        if received["type"] == "websocket.disconnect":
             return
         try:
-            stream.settle(*_parse_ack(text))
+            stream.settle(*_parse_ack(received.get("text")))
         except (ValueError, UnknownMessageId) as error:
-            await websocket.send_text(
-                json.dumps({"error": {"title": "Bad ack", "detail": str(error)}})
-            )
+            log.warning("bad acknowledgement on the stream from %r: %s", stream.address, error)
+            problem = {"type": "about:blank", "title": "Bad ack", "status": 400}
+            await client.send_error({**problem, "detail": str(error)})
 
 
-def _parse_ack(text: str) -> tuple[int, Any]:
+def _parse_ack(text: str | None) -> tuple[int, Any]:
+    """(message id, outcome) from an acknowledgement frame's text (None: a binary frame);
+    ValueError saying what is wrong with it."""
+    usage = 'send {"ack": <id>} or {"ack": <id>, "outcome": ...}'
+    if text is None:
+        raise ValueError(f"a binary frame is not an acknowledgement: {usage} as text")
+    if len(text) > MAX_ACK_LENGTH:
+        raise ValueError(f"{len(text)} characters is not an acknowledgement: {usage}")
     try:
         request = json.loads(text)
-    except ValueError:
-        raise ValueError('not JSON: send {"ack": <id>} or {"ack": <id>, "outcome": ...}') from None
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's limit
+        raise ValueError(f"not JSON: {usage}") from None
     if not isinstance(request, dict) or "ack" not in request:
-        raise ValueError('send {"ack": <id>} or {"ack": <id>, "outcome": ...}')
+        raise ValueError(usage)
     message_id = request["ack"]
     if not isinstance(message_id, int) or isinstance(message_id, bool):
         raise ValueError(f"ack takes a message's id (an integer), not {message_id!r}")
