@@ -2,8 +2,8 @@
 
 1. POST /messages throughput: the gateway with its embedded broker (each POST answered
    201 only after the broker accepted the message) against a bare FastAPI endpoint that
-   answers 201 at once, both run by uvicorn with the gateway's settings (its h11 protocol
-   with limits: gateway.serving), loaded alike by wrk
+   answers 201 at once, both run by uvicorn with the gateway's settings (its httptools
+   protocol with limits: gateway.serving), loaded alike by wrk
    (Debian's `wrk`; without it, a slower Python load generator). Prints the ratio.
 2. WebSocket stream: messages/s delivered to one WebSocket client (ack=auto) from a
    queue filled beforehand over AMQP.

@@ -88,7 +88,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RequestLimits,
         max_body=settings.max_body,
         max_headers=settings.max_headers,
-        max_header_size=settings.max_header_size,
     )
     app.add_middleware(state.metrics.middleware)
     return app
@@ -96,15 +95,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 class RequestLimits:
     """Answer 431 to a request (or a WebSocket handshake) with more than `max_headers`
-    header fields or a head over `max_header_size` bytes, and 413 to a request whose
+    header fields (the server bounds the head's size: `gateway.serving`), and 413 to a request whose
     body is over `max_body` bytes, as announced by its Content-Length or as it streams
     in, before a route reads any of it into memory."""
 
-    def __init__(self, app: ASGIApp, max_body: int, max_headers: int, max_header_size: int) -> None:
+    def __init__(self, app: ASGIApp, max_body: int, max_headers: int) -> None:
         self.app = app
         self.max_body = max_body
         self.max_headers = max_headers
-        self.max_header_size = max_header_size
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -154,20 +152,11 @@ class RequestLimits:
         return f"the body is over the limit of {self.max_body} bytes"
 
     def _header_problem(self, scope: Scope) -> tuple[str, str] | None:
-        """(title, detail) if the request line and headers are over the limits. The
-        server stops reading a head that grows past the size limit (`gateway.serving`);
-        one that came whole in a single read is measured here."""
-        headers = scope["headers"]
-        if len(headers) > self.max_headers:
-            detail = f"{len(headers)} header fields: at most {self.max_headers} are read"
+        """(title, detail) if the request has more header fields than allowed."""
+        count = len(scope["headers"])
+        if count > self.max_headers:
+            detail = f"{count} header fields: at most {self.max_headers} are read"
             return "Too many header fields", detail
-        size = len(scope["raw_path"]) + len(scope["query_string"])
-        size += sum(len(name) + len(value) + 4 for name, value in headers)  # ": ", CRLF
-        if size > self.max_header_size:
-            detail = (
-                f"the request line and headers are over the limit of {self.max_header_size} bytes"
-            )
-            return "Request header fields too large", detail
         return None
 
     async def _refuse_headers(self, scope: Scope, send: Send, title: str, detail: str) -> None:
