@@ -8,10 +8,8 @@ see `amqp-broker --help` for the rest.
 """
 
 import argparse
-import asyncio
 
-from amqp_core.broker.__main__ import serve
-from amqp_core.broker.server import BrokerConfig
+from amqp_core.broker.__main__ import main as run_broker
 
 
 def main():
@@ -23,7 +21,7 @@ def main():
         help="address to listen on (default %(default)s)",
     )
     args = parser.parse_args()
-    asyncio.run(serve(BrokerConfig(address=args.address)))
+    run_broker(["--address", args.address])
 
 
 if __name__ == "__main__":

@@ -8,19 +8,25 @@ apart."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import inspect
 import socket
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import CliSettingsSource, SettingsError
 
 from amqp_core.broker.store import StoreError
+from amqp_core.cli import (
+    EXIT_BAD_OPTION,
+    EXIT_CANNOT_LISTEN,
+    EXIT_DATA_DIR,
+    OneLineParser,
+    StartupFailure,
+    run,
+)
 from gateway.amqp import EmbeddedBrokerError
 from gateway.app import create_app
 from gateway.logs import configure_logging
@@ -30,46 +36,24 @@ from gateway.state import Gateway
 
 PROGRAM = "amqp-gateway"
 
-#: Exit codes: 2 as argparse's; the others one per thing to fix.
-EXIT_BAD_SETTING = 2
-EXIT_CANNOT_LISTEN = 3
-EXIT_DATA_DIR = 4
+#: The gateway's own exit code; the others are amqp_core.cli's.
 EXIT_BROKER_FAILED = 5
 
 EXIT_CODES = f"""\
 exit codes:
   0  stopped (SIGTERM or Ctrl-C)
-  {EXIT_BAD_SETTING}  a flag or GATEWAY_* variable is unknown or has a bad value
+  {EXIT_BAD_OPTION}  a flag or GATEWAY_* variable is unknown or has a bad value
   {EXIT_CANNOT_LISTEN}  cannot listen on --http or --amqp-listen (in use, not allowed, not local)
   {EXIT_DATA_DIR}  --data-dir is used by another broker or gateway, or cannot be used
   {EXIT_BROKER_FAILED}  the embedded broker failed to start for another reason
 """
 
 
-class StartupFailure(Exception):
-    """Why the gateway cannot run, in one line, and the exit code that says so."""
-
-    def __init__(self, exit_code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.exit_code = exit_code
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse, whose errors are one line (the problem and where to read more) rather
-    than the usage and the problem."""
-
-    def error(self, message: str) -> NoReturn:
-        raise StartupFailure(EXIT_BAD_SETTING, f"{message} (see {self.prog} --help)")
-
-
 def read_settings(arguments: Sequence[str] | None) -> Settings:
     """The settings from these flags (None: the command line) and the environment;
     StartupFailure naming the flag and its variable if one is wrong."""
-    parser = _OneLineParser(
-        prog=PROGRAM,
-        description=inspect.cleandoc(Settings.__doc__ or ""),
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = OneLineParser(
+        prog=PROGRAM, description=inspect.cleandoc(Settings.__doc__ or ""), epilog=EXIT_CODES
     )
     flags: CliSettingsSource[Settings] = CliSettingsSource(Settings, root_parser=parser)
     try:
@@ -78,7 +62,7 @@ def read_settings(arguments: Sequence[str] | None) -> Settings:
         )
     except SettingsError as error:
         reason = str(error).removeprefix("error parsing CLI: ")
-        raise StartupFailure(EXIT_BAD_SETTING, reason) from None
+        raise StartupFailure(EXIT_BAD_OPTION, reason) from None
     except ValidationError as error:
         problems = []
         for problem in error.errors(include_url=False):
@@ -88,7 +72,7 @@ def read_settings(arguments: Sequence[str] | None) -> Settings:
             problems.append(
                 f"--{name.replace('_', '-')} {given} (or GATEWAY_{name.upper()}): {message}"
             )
-        raise StartupFailure(EXIT_BAD_SETTING, "; ".join(problems)) from None
+        raise StartupFailure(EXIT_BAD_OPTION, "; ".join(problems)) from None
 
 
 def listen(address: str) -> socket.socket:
@@ -136,17 +120,17 @@ async def serve(gateway: Gateway, config: uvicorn.Config, http_socket: socket.so
 
 
 def main(arguments: Sequence[str] | None = None) -> None:
-    try:
-        settings = read_settings(arguments)
-        configure_logging(settings.log_level, settings.log_format)
-        app = create_app(settings)
-        config = uvicorn_config(app, settings)
-        http_socket = listen(settings.http)
-        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-            runner.run(serve(app.state.gateway, config, http_socket))
-    except StartupFailure as failure:
-        print(f"{PROGRAM}: {failure}", file=sys.stderr)
-        sys.exit(failure.exit_code)
+    run(PROGRAM, lambda: _serve_from(arguments))
+
+
+def _serve_from(arguments: Sequence[str] | None) -> None:
+    settings = read_settings(arguments)
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings)
+    config = uvicorn_config(app, settings)
+    http_socket = listen(settings.http)
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(serve(app.state.gateway, config, http_socket))
 
 
 if __name__ == "__main__":

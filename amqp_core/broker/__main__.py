@@ -6,22 +6,22 @@ change, with an exit code per kind (`EXIT_CODES`)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from amqp_core.broker.server import Broker, BrokerConfig
 from amqp_core.broker.store import StoreError
+from amqp_core.cli import (
+    EXIT_BAD_OPTION,
+    EXIT_CANNOT_LISTEN,
+    EXIT_DATA_DIR,
+    OneLineParser,
+    StartupFailure,
+    run,
+)
 from amqp_core.reactor import Container
-
-#: Exit codes: 2 as argparse's; the others one per thing to fix.
-EXIT_BAD_OPTION = 2
-EXIT_CANNOT_LISTEN = 3
-EXIT_DATA_DIR = 4
 
 EXIT_CODES = f"""\
 exit codes:
@@ -32,28 +32,11 @@ exit codes:
 """
 
 
-class StartupFailure(Exception):
-    """Why the broker cannot run, in one line, and the exit code that says so."""
-
-    def __init__(self, exit_code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.exit_code = exit_code
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse, whose errors are one line (the problem and where to read more) rather
-    than the usage and the problem."""
-
-    def error(self, message: str) -> NoReturn:
-        raise StartupFailure(EXIT_BAD_OPTION, f"{message} (see {self.prog} --help)")
-
-
 def parse_arguments(arguments: Sequence[str] | None = None) -> BrokerConfig:
     defaults = BrokerConfig()
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog="amqp-broker",
         epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="An AMQP 1.0 broker: queues created on first use, topics, selectors, "
         "browsing, dynamic reply queues and ANONYMOUS-RELAY. Ctrl-C or SIGTERM stops it. "
         "Set AMQP_TRACE=1 to trace every frame to stderr.",
@@ -187,11 +170,7 @@ async def serve(config: BrokerConfig) -> None:
 
 
 def main(arguments: Sequence[str] | None = None) -> None:
-    try:
-        asyncio.run(serve(parse_arguments(arguments)))
-    except StartupFailure as failure:
-        print(f"amqp-broker: {failure}", file=sys.stderr)
-        sys.exit(failure.exit_code)
+    run("amqp-broker", lambda: asyncio.run(serve(parse_arguments(arguments))))
 
 
 if __name__ == "__main__":
