@@ -171,6 +171,7 @@ APPLICATION_PROPERTY_PREFIX = "amqp-app-"
 
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 _ULONG_MAX = 2**64 - 1
+_ULONG_DIGITS = len(str(_ULONG_MAX))
 _UINT_MAX = 2**32 - 1
 #: The largest ttl in seconds: the header's ttl is a uint of milliseconds.
 _TTL_MAX_SECONDS = _UINT_MAX / 1000
@@ -1148,15 +1149,16 @@ def message_from_body(body: bytes, content_type: str | None, headers: Mapping[st
 def _decoded_text(body: bytes, charset: str) -> str:
     try:
         text = body.decode(charset)
-    except LookupError:
+    except UnicodeError as error:
+        # Not only UnicodeDecodeError: idna and punycode raise plain UnicodeError.
+        raise MappingError(
+            400, "Undecodable text", f"the body is not {_shown(charset)} text: {error}"
+        ) from None
+    except (LookupError, ValueError):  # unknown, not a text encoding, or a NUL in the name
         raise MappingError(
             415,
             "Unsupported charset",
             f"Content-Type: charset {_shown(charset)} is not a text encoding this gateway knows",
-        ) from None
-    except UnicodeDecodeError as error:
-        raise MappingError(
-            400, "Undecodable text", f"the body is not {charset} text: {error}"
         ) from None
     try:
         return _checked_text(text, "")
@@ -1212,12 +1214,13 @@ def _header_text(value: str, header: str) -> str:
 
 def _id_header(value: str, header: str) -> int | str:
     if _DECIMAL.fullmatch(value):
-        number = int(value)
-        if number > _ULONG_MAX:
+        # Measured before int(): Python refuses to convert more than 4,300 digits.
+        if len(value) > _ULONG_DIGITS or int(value) > _ULONG_MAX:
             raise _bad_header(
-                header, f"{value} is beyond a ulong id; send a string id of digits in an envelope"
+                header,
+                f"{_shown(value)} is beyond a ulong id; send a string id of digits in an envelope",
             )
-        return number
+        return int(value)
     return _header_text(value, header)
 
 
@@ -1236,11 +1239,19 @@ def _symbol_header(value: str, header: str) -> str:
 
 
 def _uint_header(high: int) -> Callable[[str, str], int]:
+    most_digits = len(str(high))
+
     def read(value: str, header: str) -> int:
         text = value.strip()
-        if not (text.isascii() and text.isdigit()) or int(text) > high:
+        # Zeros dropped and length measured before int(), which refuses 4,300 digits.
+        digits = text.lstrip("0") or "0"
+        if (
+            not (text.isascii() and text.isdigit())
+            or len(digits) > most_digits
+            or int(digits) > high
+        ):
             raise _bad_header(header, f"{_shown(value)} is not an integer in [0, {high}]")
-        return int(text)
+        return int(digits)
 
     return read
 
