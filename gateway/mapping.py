@@ -1152,7 +1152,7 @@ def _decoded_text(body: bytes, charset: str) -> str:
     except UnicodeError as error:
         # Not only UnicodeDecodeError: idna and punycode raise plain UnicodeError.
         raise MappingError(
-            400, "Undecodable text", f"the body is not {_shown(charset)} text: {error}"
+            400, "Undecodable text", f"the body is not {charset} text: {error}"
         ) from None
     except (LookupError, ValueError):  # unknown, not a text encoding, or a NUL in the name
         raise MappingError(

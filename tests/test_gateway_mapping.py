@@ -361,7 +361,7 @@ def test_other_headers_are_ignored() -> None:
         ({"amqp-first-acquirer": "yes"}, "amqp-first-acquirer"),
         ({"amqp-delivery-count": "4294967296"}, "amqp-delivery-count"),
         ({"amqp-group-sequence": "1.5"}, "amqp-group-sequence"),
-        ({"amqp-id": "18446744073709551616"}, "amqp-id: 18446744073709551616 is beyond a ulong"),
+        ({"amqp-id": "18446744073709551616"}, "amqp-id: '18446744073709551616' is beyond a ulong"),
         ({"amqp-creation-time": "yesterday"}, "amqp-creation-time: 'yesterday' is neither"),
         ({"amqp-creation-time": "2024-05-01T12:00:00"}, "amqp-creation-time"),  # no offset
         ({"amqp-expiry-time": "1e30"}, "amqp-expiry-time: '1e30' is beyond an AMQP timestamp"),
