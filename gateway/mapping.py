@@ -92,6 +92,10 @@ array       plus ``"type"`` (an element NAME other than  ``{"$type":"array","typ
             type's V (an array of arrays: tagged arrays)
 =========== ============================================ ===============================
 
+Map keys of different AMQP types are different keys, as in AMQP (``true``, ``1`` and
+``1.0``; ``"a"`` and the symbol ``a``), though Python's dict would take them for one: such
+a map's keys are made instances of subclasses that compare by type too.
+
 Integers may also be written as decimal strings (``"18446744073709551615"``), for
 JavaScript, whose numbers stop being exact at 2**53. Non-finite floats and doubles are
 ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (``{"$type":"double","value":"NaN"}``).
@@ -115,7 +119,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from urllib.parse import unquote_to_bytes
 
 from amqp_core import (
@@ -545,19 +549,72 @@ def _pairs(
         )
     _enter(pointer, depth)
     result: dict[Any, Any] = {}
+    typed_keys = False
     for index, pair in enumerate(value):
         at = _child(pointer, index)
         if type(pair) is not list or len(pair) != 2:
             raise _invalid(at, f"expected a [key, value] pair, not {_shown(pair)}")
         key = read_key(pair[0], _child(at, 0), depth + 1)
         item = _from_json(pair[1], _child(at, 1), depth + 1)
+        if typed_keys:
+            key = _typed_key(key)
         try:
-            result[key] = item
+            clash = key in result
         except TypeError:  # a list or map key: Python cannot hash it
             raise _invalid(_child(at, 0), "a map key cannot be a list, map or array") from None
-        if len(result) == index:
+        if clash and not typed_keys and _of_another_type(key, result):
+            # Equal in Python, distinct in AMQP (true and 1, 1 and 1.0, "a" and the
+            # symbol a): from here on every key compares by its type too.
+            typed_keys = True
+            result = {_typed_key(known): known_item for known, known_item in result.items()}
+            key = _typed_key(key)
+            clash = key in result
+        if clash:
             raise _invalid(_child(at, 0), f"key {_shown(pair[0])} is given twice")
+        result[key] = item
     return result
+
+
+def _of_another_type(key: Any, keys: dict[Any, Any]) -> bool:
+    """Whether the key of `keys` that equals `key` is of another type."""
+    return next(type(known) is not type(key) for known in keys if known == key)
+
+
+#: For each Python type whose values may equal values of another type (True == 1 == 1.0,
+#: "a" == symbol("a")), a subclass whose values equal only values of the same type: an
+#: AMQP map may hold keys that Python's dict would take for one.
+_TYPED_KEY_TYPES: dict[type, type] = {}
+
+
+def _typed_key(key: Any) -> Any:
+    kind = type(key)
+    # bool cannot be subclassed; the other keys, once typed, never equal a bool.
+    if kind is bool or not isinstance(key, (int, float, str, bytes)):
+        return key
+    typed = _TYPED_KEY_TYPES.get(kind)
+    if typed is None:
+        if kind in _TYPED_KEY_TYPES.values():
+            return key
+        typed = _TYPED_KEY_TYPES[kind] = _typed_key_type(kind)
+    return typed(key)
+
+
+def _typed_key_type(base: type[Any]) -> type:
+    # The unbound methods of `base` (mypy reads `base.__eq__` as bound).
+    base_equals = cast(Callable[[Any, Any], Any], base.__eq__)
+    base_hash = cast(Callable[[Any], int], base.__hash__)
+
+    def equals(self: Any, other: object) -> bool:
+        return type(other) is type(self) and base_equals(self, other) is True
+
+    def differs(self: Any, other: object) -> bool:
+        return not equals(self, other)
+
+    def hashed(self: Any) -> int:
+        return hash((base, base_hash(self)))
+
+    namespace = {"__slots__": (), "__eq__": equals, "__ne__": differs, "__hash__": hashed}
+    return type(base.__name__, (base,), namespace)
 
 
 def _array_from_json(tagged: Any, pointer: str, depth: int) -> Array:
@@ -621,6 +678,9 @@ def value_to_json(value: Any) -> Any:
         }
     if isinstance(value, Array):
         return _array_to_json(value)
+    for typed_base, typed in _TYPED_KEY_TYPES.items():
+        if kind is typed:
+            return value_to_json(typed_base(value))
     for base, plain in _PLAIN_BASES:  # subclasses of the built-ins (an IntEnum, ...)
         if isinstance(value, base):
             return value_to_json(plain(value))

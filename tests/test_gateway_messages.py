@@ -11,8 +11,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import cproton
 import pytest
 from gateway_fixtures import (
+    CALL_TIMEOUT,
     GatewayServer,
     Program,
     assert_problem,
@@ -21,7 +23,9 @@ from gateway_fixtures import (
     receive_all,
     unique,
 )
-from proton import symbol
+from proton import Data, symbol
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 ENVELOPE = "application/vnd.amqp.message+json"
 
@@ -174,6 +178,36 @@ def test_a_unicode_address(gateway: GatewayServer) -> None:
 
 def test_a_path_with_no_address_is_404(gateway: GatewayServer) -> None:
     assert_problem(gateway.http.post("/messages/", json=1), 404)
+
+
+def test_an_address_whose_percent_encoding_is_not_utf8_is_400_everywhere(
+    gateway: GatewayServer,
+) -> None:
+    """%FF%FE would be decoded to U+FFFD U+FFFD, as would any other bad bytes: two
+    different paths must not reach one queue."""
+    name = unique("bad-utf8")
+    bad = f"{name}%FF%FE"
+    assert_problem(gateway.post(bad, "x"), 400)
+    assert_problem(gateway.http.get(f"/messages/{bad}", params={"timeout": "0"}), 400)
+    sse = gateway.http.get(f"/streams/{bad}", headers={"Accept": "text/event-stream"})
+    assert_problem(sse, 400)
+    request = gateway.http.post(
+        f"/requests/{bad}", content="x", headers={"Content-Type": "text/plain"}
+    )
+    assert_problem(request, 400)
+    with connect(f"{gateway.ws_url}/streams/{bad}", proxy=None, open_timeout=10) as client:
+        error = json.loads(client.recv(timeout=CALL_TIMEOUT))
+        assert error["error"]["status"] == 400, error
+        with pytest.raises(ConnectionClosed):
+            client.recv(timeout=CALL_TIMEOUT)
+        assert client.close_code == 1008
+    # A real U+FFFD, percent-encoded as UTF-8, is an address like any other.
+    replacement = gateway.post(f"{name}%EF%BF%BD", "fine")
+    assert replacement.status_code == 201, replacement.text
+    assert replacement.json()["address"] == f"{name}\ufffd"
+    (message,) = receive(gateway.amqp, f"{name}\ufffd", 1)
+    assert message.body == "fine"
+    assert receive_all(gateway.amqp, f"{name}\ufffd\ufffd") == []
 
 
 # -- message ids --------------------------------------------------------------------------
@@ -362,6 +396,27 @@ def test_an_unknown_charset_is_415(gateway: GatewayServer) -> None:
         headers={"Content-Type": "text/plain; charset=x-no-such-charset"},
     )
     assert_problem(answer, 415)
+
+
+def test_map_keys_of_different_types_reach_a_consumer_as_different_keys(
+    gateway: GatewayServer,
+) -> None:
+    """true, 1 and 1.0 are three AMQP keys; Proton's C decoder walks all three (its
+    Python dict, like any, would fold them into one)."""
+    address = unique("keys")
+    envelope = {"body": {"$type": "map", "value": [[True, "bool"], [1, "long"], [1.0, "double"]]}}
+    answer = gateway.post(address, content=json.dumps(envelope), headers={"Content-Type": ENVELOPE})
+    assert answer.status_code == 201, answer.text
+    (message,) = receive(gateway.amqp, address, 1)
+    body = Data(cproton.pn_message_body(message._msg))
+    body.rewind()
+    assert body.next() == Data.MAP
+    body.enter()
+    entries = []
+    while body.next() is not None:
+        entries.append((Data.type_name(body.type()), body.get_object()))
+    assert entries == [("bool", True), ("string", "bool"), ("long", 1), ("string", "long"),
+                       ("double", 1.0), ("string", "double")]  # fmt: skip
 
 
 def test_an_envelope_with_an_unknown_field_is_422(gateway: GatewayServer) -> None:

@@ -8,9 +8,11 @@ The address is the percent-decoded rest of the path, so ``/messages/%2Fqueue%2Fr
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
+from starlette.requests import HTTPConnection
 from starlette.routing import Route
 
 from amqp_core import Message
@@ -67,10 +69,29 @@ class PollResult(BaseModel):
     )
 
 
-def address_of(address: str) -> str:
+def address_of(connection: HTTPConnection, address: str) -> str:
+    """The AMQP address a route's path names: 404 when it names none, 400 when its
+    percent-encoding is not UTF-8 (the server decoded each bad byte to U+FFFD, so that
+    different paths would reach one address)."""
     if not address:
         raise ProblemError(404, "No address", "the path must name an AMQP address")
+    if "\ufffd" in address and not _utf8_path(connection.scope.get("raw_path")):
+        raise ProblemError(
+            400,
+            "Invalid address",
+            "the path's percent-encoded bytes are not UTF-8; encode the address as UTF-8",
+        )
     return address
+
+
+def _utf8_path(raw_path: bytes | None) -> bool:
+    if raw_path is None:  # the server did not say: the decoded path is all there is
+        return True
+    try:
+        unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 BODY_EXAMPLES: dict[str, Any] = {
@@ -125,7 +146,7 @@ async def send_message(address: str, request: Request) -> Any:
     if settle not in ("unsettled", "presettled"):
         raise ProblemError(400, "Bad settle", "settle is unsettled or presettled")
     idempotency_key = request.headers.get("idempotency-key")
-    address = address_of(address)
+    address = address_of(request, address)
     body = await request.body()
     if idempotency_key is None:
         return await _deliver(state, address, request, body, settle, None)
@@ -241,6 +262,7 @@ async def _send_batch(
     },
 )
 async def poll_messages(
+    request: Request,
     address: str,
     state: GatewayDep,
     count: Annotated[int, Query(ge=1, description="most messages to take")] = 1,
@@ -249,7 +271,7 @@ async def poll_messages(
 ) -> Any:
     """The messages are accepted (removed from the queue) as they are answered: this is
     at-most-once. Use a WebSocket with ack=client to acknowledge each one."""
-    address = address_of(address)
+    address = address_of(request, address)
     settings = state.settings
     if count > settings.max_poll_count:
         raise ProblemError(400, "Too many", f"count is at most {settings.max_poll_count}")
