@@ -187,7 +187,8 @@ _SHOWN_LENGTH = 60
 
 class MappingError(Exception):
     """Input that cannot become an AMQP message: `status` is the HTTP status to answer
-    (400 unreadable, 415 unsupported media type, 422 readable but not mappable), `title`
+    (400 unreadable, 415 unsupported media type, 422 readable but not mappable; 502 for
+    a service's reply that cannot become an HTTP answer), `title`
     a short summary and `detail` what exactly is wrong, naming the header or the JSON
     Pointer (RFC 6901) of the culprit."""
 
@@ -1503,6 +1504,11 @@ def http_reply(message: Message) -> HttpReply:
     not an RFC 9110 token character, in values every byte that is not printable ASCII,
     a space at either end (HTTP strips them), and ``%`` itself. A uuid or binary id
     shows as its text or bytes, so only an envelope tells those types apart.
+
+    A content type the answer would carry is stripped of white space at its ends; one
+    that still holds what an HTTP field cannot (CR, LF, another control character, a
+    non-ASCII character) is a `MappingError` with status 502: the service's reply cannot
+    be represented, and saying so beats answering with a Content-Type it did not send.
     """
     body = message.body
     kind = type(body)
@@ -1512,7 +1518,9 @@ def http_reply(message: Message) -> HttpReply:
         return HttpReply(bytes(body), _data_content_type(message), _reply_headers(message))
     if isinstance(body, str):
         content_type = message.content_type
-        if not (content_type and _media_type(content_type).startswith("text/")):
+        if content_type and _media_type(content_type).startswith("text/"):
+            content_type = _reply_content_type(content_type)
+        else:
             content_type = "text/plain"
         content_type = _without_charset(content_type) + "; charset=utf-8"
         return HttpReply(body.encode("utf-8"), content_type, _reply_headers(message))
@@ -1523,7 +1531,25 @@ def http_reply(message: Message) -> HttpReply:
 
 
 def _data_content_type(message: Message) -> str:
-    return message.content_type or DEFAULT_CONTENT_TYPE
+    content_type = message.content_type
+    if not content_type:
+        return DEFAULT_CONTENT_TYPE
+    return _reply_content_type(content_type) or DEFAULT_CONTENT_TYPE
+
+
+_FIELD_TEXT = re.compile(r"[\t\x20-\x7e]*")  # what an HTTP field value holds (obs-text aside)
+
+
+def _reply_content_type(content_type: str) -> str:
+    content_type = content_type.strip()
+    if not _FIELD_TEXT.fullmatch(content_type):
+        raise MappingError(
+            502,
+            "Unrepresentable reply",
+            f"the service's reply has the content type {_shown(content_type)}, which an "
+            "HTTP Content-Type cannot carry (printable ASCII only)",
+        )
+    return content_type
 
 
 def _json_text(value: Any) -> str:

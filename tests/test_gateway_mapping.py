@@ -976,6 +976,29 @@ def test_reply_bodies(message: Message, body: bytes, content_type: str) -> None:
     assert reply.headers == {}
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/plain\r\nX-Injected: yes", "text"),
+        ("application/x\nX-Injected: yes", b"bytes"),
+        ("text/caf\u00e9", "text"),
+        ("application/caf\u00e9", DataSections([b"bytes"])),
+        ("image/png\x00", b"bytes"),
+    ],
+)
+def test_a_reply_content_type_http_cannot_carry_is_a_502(content_type: str, body: Any) -> None:
+    error = mapping_error(http_reply, Message(body=body, content_type=content_type))
+    assert error.status == 502
+    assert "content type" in error.detail
+
+
+def test_a_reply_content_type_is_only_refused_where_it_would_be_carried() -> None:
+    # A string body's non-text type is replaced by text/plain; a JSON body's is unused.
+    for body in ("text", {"a": 1}):
+        reply = http_reply(Message(body=body, content_type="application/x\r\nX: y"))
+        assert "\n" not in reply.content_type
+
+
 def test_reply_headers() -> None:
     message = Message(
         body="x",
