@@ -7,11 +7,14 @@ One gateway serves the whole module; each test uses addresses of its own.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cproton
+import httpx
 import pytest
 from gateway_fixtures import (
     CALL_TIMEOUT,
@@ -307,6 +310,70 @@ def test_an_idempotency_key_retry_of_a_batch_sends_nothing_new(gateway: GatewayS
     assert answers[1].headers.get("idempotent-replayed") == "true"
     messages = receive(gateway.amqp, address, 2)  # and then no more
     assert [message.body for message in messages] == ["first", "second"]
+
+
+def test_an_idempotency_key_on_another_address_is_422_and_sends_nothing(
+    gateway: GatewayServer,
+) -> None:
+    """The issue: the same key on a POST to another address was answered 201 with
+    Idempotent-Replayed and nothing reached that address."""
+    key = unique("key")
+    first, second = unique("first"), unique("second")
+    assert gateway.post(first, {"order": 1}, headers={"Idempotency-Key": key}).status_code == 201
+    answer = gateway.post(second, {"order": 1}, headers={"Idempotency-Key": key})
+    problem = assert_problem(answer, 422)
+    assert "Idempotency-Key" in problem["detail"]
+    assert "idempotent-replayed" not in answer.headers
+    assert receive_all(gateway.amqp, second) == []
+    assert len(receive(gateway.amqp, first, 1)) == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"json": {"order": 2}},
+        {"headers": {"amqp-subject": "another"}},
+        {"headers": {"Content-Type": "text/plain"}, "content": '{"order": 1}'},
+        {"params": {"settle": "presettled"}},
+    ],
+    ids=["body", "amqp-header", "content-type", "settle"],
+)
+def test_an_idempotency_key_with_another_request_is_422_never_a_replay(
+    gateway: GatewayServer, change: dict[str, Any]
+) -> None:
+    address = unique("rekeyed")
+    key = unique("key")
+    assert gateway.post(address, {"order": 1}, headers={"Idempotency-Key": key}).status_code == 201
+    request: dict[str, Any] = {"json": {"order": 1}, "headers": {}, **change}
+    if "content" in request:
+        del request["json"]
+    request["headers"] = {**request["headers"], "Idempotency-Key": key}
+    answer = gateway.http.post(f"/messages/{address}", **request)
+    assert_problem(answer, 422)
+    (message,) = receive(gateway.amqp, address, 1)  # the first only
+    assert message.body == {"order": 1}
+
+
+def test_concurrent_retries_with_one_key_send_once(gateway: GatewayServer) -> None:
+    address = unique("racing")
+    key = unique("key")
+
+    async def race() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30, trust_env=False) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        f"/messages/{address}", json={"order": 1}, headers={"Idempotency-Key": key}
+                    )
+                    for _ in range(20)
+                )
+            )
+
+    answers = asyncio.run(race())
+    assert [answer.status_code for answer in answers] == [201] * 20
+    assert sum(answer.headers.get("idempotent-replayed") == "true" for answer in answers) == 19
+    (message,) = receive(gateway.amqp, address, 1)  # and then no second one
+    assert message.id == key
 
 
 # -- status codes -------------------------------------------------------------------------

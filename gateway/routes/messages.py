@@ -7,6 +7,8 @@ The address is the percent-decoded rest of the path, so ``/messages/%2Fqueue%2Fr
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from typing import Annotated, Any
 from urllib.parse import unquote_to_bytes
 
@@ -17,6 +19,7 @@ from starlette.routing import Route
 
 from amqp_core import Message
 from gateway.amqp import GatewayAmqpError
+from gateway.idempotency import KeyReused
 from gateway.mapping import (
     MappingError,
     envelopes_from_json,
@@ -119,7 +122,8 @@ SEND_PARAMETERS = [
         "required": False,
         "schema": {"type": "string"},
         "description": "becomes the message id (unless one is given); a retry with this key "
-        "within the window gets the first answer and sends nothing",
+        "within the window gets the first answer and sends nothing; the key with another "
+        "address, Content-Type, amqp-* header or body is a 422",
     },
 ]
 
@@ -163,12 +167,24 @@ async def send_message(address: str, request: Request) -> Any:
             problem = Problem(title=error.title, status=error.status, detail=error.detail)
             return problem_response(problem)
 
-    answer, replayed = await state.idempotency.once(
-        idempotency_key,
-        attempt,
-        # Outcomes are final; a 503 or a 504 is worth retrying for real.
-        keep=lambda answer: answer.status_code not in (503, 504),
-    )
+    try:
+        answer, replayed = await state.idempotency.once(
+            idempotency_key,
+            _fingerprint(address, settle, request, body),
+            attempt,
+            # A 503 sent nothing (or the broker did not take it): its retry sends for
+            # real. Every other answer stands: an outcome, and a send in doubt too,
+            # whose retry must not deliver the message a second time.
+            keep=lambda answer: answer.status_code != 503,
+        )
+    except KeyReused:
+        raise ProblemError(
+            422,
+            "Idempotency-Key reused",
+            f"the Idempotency-Key {idempotency_key[:60]!r} was first used with another "
+            "request (another address, settle mode, Content-Type, amqp-* header or body); "
+            "a new message needs a new key",
+        ) from None
     if not replayed:
         return answer
     headers = {
@@ -176,6 +192,21 @@ async def send_message(address: str, request: Request) -> Any:
     }
     headers["Idempotent-Replayed"] = "true"
     return Response(answer.body, answer.status_code, headers, media_type=answer.media_type)
+
+
+def _fingerprint(address: str, settle: str, request: Request, body: bytes) -> bytes:
+    """A digest of what makes the message, which a key is bound to."""
+    digest = hashlib.sha256()
+    mapped = sorted(
+        (name, value)
+        for name, value in request.headers.raw
+        if name == b"content-type" or name.startswith(b"amqp-")
+    )
+    for part in (address.encode(), settle.encode(), *itertools.chain.from_iterable(mapped)):
+        digest.update(len(part).to_bytes(8, "big"))  # so that no two splits read alike
+        digest.update(part)
+    digest.update(body)
+    return digest.digest()
 
 
 async def _serve_send_message(request: Request) -> Response:
