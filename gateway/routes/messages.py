@@ -7,6 +7,7 @@ The address is the percent-decoded rest of the path, so ``/messages/%2Fqueue%2Fr
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 from typing import Annotated, Any
@@ -14,11 +15,12 @@ from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
-from starlette.requests import HTTPConnection
+from starlette.requests import ClientDisconnect, HTTPConnection
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from amqp_core import Message
-from gateway.amqp import GatewayAmqpError
+from gateway.amqp import GatewayAmqpError, StreamMessage, StreamReceiver
 from gateway.idempotency import KeyReused
 from gateway.mapping import (
     MappingError,
@@ -300,8 +302,10 @@ async def poll_messages(
     timeout: Annotated[float, Query(ge=0, description="seconds to wait for the first")] = 10.0,
     selector: Annotated[str | None, Query(description="JMS selector")] = None,
 ) -> Any:
-    """The messages are accepted (removed from the queue) as they are answered: this is
-    at-most-once. Use a WebSocket with ack=client to acknowledge each one."""
+    """The messages are accepted (removed from the queue) once the answer is handed to
+    the connection: at most once. A client that goes away before that takes nothing:
+    what was taken for it goes back to the queue. Use a WebSocket with ack=client to
+    acknowledge each message."""
     address = address_of(request, address)
     settings = state.settings
     if count > settings.max_poll_count:
@@ -309,20 +313,84 @@ async def poll_messages(
     if timeout > settings.max_poll_timeout:
         raise ProblemError(400, "Too long", f"timeout is at most {settings.max_poll_timeout:g}")
     stream = await state.amqp.open_receiver(address, selector=selector, credit=count)
-    frames: list[dict[str, Any]] = []
+    client_gone = asyncio.ensure_future(_client_gone(request.receive))
     try:
-        wait = timeout
-        while len(frames) < count:
-            try:
-                received = await stream.receive(timeout=wait)
-            except TimeoutError:
-                break
-            frames.append(stream_frame(received.id, received.message))
-            received.accept()
-            wait = POLL_LINGER
-    finally:
+        taken = await _take(stream, client_gone, count, timeout)
+    except BaseException:
+        client_gone.cancel()
+        await stream.close()  # releases what was taken
+        raise
+    if not taken:
+        client_gone.cancel()
         await stream.close()
-    state.metrics.stream_messages.labels("poll").inc(len(frames))
-    if not frames:
         return Response(status_code=204)
-    return PollResult(messages=frames)
+    frames = [stream_frame(received.id, received.message) for received in taken]
+    return _PollAnswer(PollResult(messages=frames), stream, taken, client_gone, state)
+
+
+async def _client_gone(receive: Receive) -> None:
+    """Return once the client has closed its connection (the server says so by ASGI's
+    http.disconnect)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _take(
+    stream: StreamReceiver, client_gone: asyncio.Future[None], count: int, timeout: float
+) -> list[StreamMessage]:
+    """Up to `count` messages, the first waited for up to `timeout` seconds, the others
+    only while they come in a burst; ClientDisconnect if the client goes away first."""
+    taken: list[StreamMessage] = []
+    wait = timeout
+    while len(taken) < count:
+        receiving = asyncio.ensure_future(stream.receive(timeout=wait))
+        await asyncio.wait((receiving, client_gone), return_when=asyncio.FIRST_COMPLETED)
+        if client_gone.done():
+            # A message that came meanwhile is the stream's, which releases it on close.
+            receiving.cancel()
+            await asyncio.wait((receiving,))
+            if not receiving.cancelled():
+                receiving.exception()  # retrieved: a timeout or a lost broker, moot now
+            raise ClientDisconnect
+        try:
+            taken.append(receiving.result())
+        except TimeoutError:
+            break
+        wait = POLL_LINGER
+    return taken
+
+
+class _PollAnswer(Response):
+    """A long-poll's answer, which settles the messages it carries: accepted once it is
+    handed to the connection, released if the client went away first. A client that goes
+    away while the answer travels may lose them: HTTP never says what a client read."""
+
+    def __init__(
+        self,
+        result: PollResult,
+        stream: StreamReceiver,
+        taken: list[StreamMessage],
+        client_gone: asyncio.Future[None],
+        state: Gateway,
+    ) -> None:
+        super().__init__(result.model_dump_json().encode(), media_type="application/json")
+        self._stream = stream
+        self._taken = taken
+        self._client_gone = client_gone
+        self._state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            if self._client_gone.done():
+                return  # nobody to answer: the stream's close releases the messages
+            await super().__call__(scope, receive, send)
+            # A send to a client already gone returns as if it had written: its
+            # disconnect, seen meanwhile, says that nothing was.
+            if self._client_gone.done():
+                return
+            for received in self._taken:
+                received.accept()
+            self._state.metrics.stream_messages.labels("poll").inc(len(self._taken))
+        finally:
+            self._client_gone.cancel()
+            await self._stream.close()
