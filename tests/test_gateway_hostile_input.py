@@ -143,6 +143,24 @@ def test_no_header_value_gives_a_5xx(
 
 
 @SETTINGS
+@given(
+    st.sampled_from(["content-length", "idempotency-key", "request-timeout", "accept"]),
+    header_values,
+)
+def test_no_other_header_value_gives_a_5xx(call: Call, name: str, value: bytes) -> None:
+    headers = [(name.encode(), value), (b"content-type", b"text/plain")]
+    answer = call(lambda client: client.post("/messages/fuzz", content=b"x", headers=headers))
+    assert_answered(answer)
+
+
+def test_a_content_length_of_5000_digits_is_413(call: Call) -> None:
+    headers = [(b"content-length", b"1" * 5000)]
+    answer = call(lambda client: client.post("/messages/fuzz", content=b"", headers=headers))
+    assert_answered(answer)
+    assert answer.status_code == 413
+
+
+@SETTINGS
 @given(content_types, bodies)
 def test_no_content_type_gives_a_5xx(call: Call, content_type: bytes, body: bytes) -> None:
     headers = [(b"content-type", content_type)]
