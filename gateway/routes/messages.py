@@ -381,13 +381,14 @@ class _PollAnswer(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            if self._client_gone.done():
-                return  # nobody to answer: the stream's close releases the messages
+            await asyncio.sleep(0)  # a disconnect the server has seen reaches the watcher
+            gone = self._client_gone.done()
+            # A send to a client already gone returns as if it had written (uvicorn's
+            # does): the disconnect, seen before or while it waited, says nothing was.
+            # Not after: the response's end looks like a disconnect to the watcher.
             await super().__call__(scope, receive, send)
-            # A send to a client already gone returns as if it had written: its
-            # disconnect, seen meanwhile, says that nothing was.
-            if self._client_gone.done():
-                return
+            if gone or self._client_gone.done():
+                return  # the stream's close releases the messages
             for received in self._taken:
                 received.accept()
             self._state.metrics.stream_messages.labels("poll").inc(len(self._taken))
