@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from .codec import DecodeError
 from .engine.endpoints import (
     Condition,
     Connection,
@@ -39,6 +41,8 @@ from .handlers import Handler
 from .message import Message
 from .reactor.container import Container
 from .reactor.options import LinkOption
+
+log = logging.getLogger("amqp_core.aio")
 
 __all__ = [
     "AsyncConnection",
@@ -321,7 +325,20 @@ class AsyncReceiver(_AsyncLink):
             delivery.settle()
             return
         message = Message()
-        message.decode(link.recv(delivery.pending) or b"")
+        try:
+            message.decode(link.recv(delivery.pending) or b"")
+        except DecodeError as error:
+            # One peer's malformed message is that message's problem: rejected, and the
+            # connection and this receiver go on, as Proton's do.
+            link.advance()
+            delivery.local.condition = Condition("amqp:decode-error", str(error))
+            delivery.update(Delivery.REJECTED)
+            delivery.settle()
+            self._top_up()
+            log.warning(
+                "rejected a message from %r that cannot be decoded: %s", self.address, error
+            )
+            return
         link.advance()
         self._unsettled += 1
         self._ready.append(ReceivedMessage(self, message, delivery))

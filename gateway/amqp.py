@@ -41,7 +41,9 @@ gateway started without --amqp-url; the gateway's `AmqpClient` then connects to 
 `EmbeddedBroker.url`, where the tutorial's programs meet it too.
 
 Every error is a `GatewayAmqpError` whose text says what happened and what to do:
-`BrokerUnavailable` (HTTP 503), `SendTimeout` and `RequestTimeout` (504),
+`BrokerUnavailable` (HTTP 503: nothing was sent, a retry is safe), `SendInDoubt` and
+`SendTimeout` (504: the message was sent and its outcome is unknown), `RequestTimeout`
+(504),
 `AddressRefused` (by its AMQP condition: 404, 403, 400 ...), `RequestNotAccepted` (as a
 send's outcome), `UnknownMessageId` (a stream acknowledgement for no message),
 `EmbeddedBrokerError` (the gateway cannot start).
@@ -80,6 +82,7 @@ __all__ = [
     "Outcome",
     "RequestNotAccepted",
     "RequestTimeout",
+    "SendInDoubt",
     "SendTimeout",
     "StreamMessage",
     "StreamReceiver",
@@ -105,16 +108,26 @@ class BrokerUnavailable(GatewayAmqpError):
     or the connection was lost during the operation. Retry later (HTTP 503)."""
 
 
-class SendTimeout(GatewayAmqpError):
-    """The broker did not settle the message within the timeout (HTTP 504)."""
+class SendInDoubt(GatewayAmqpError):
+    """The message went to the broker, and then the connection or the link was lost
+    before the broker settled it: it may or may not have been delivered, and nothing
+    the gateway can do now will tell (HTTP 504, its own problem type). Unlike
+    BrokerUnavailable, a blind retry may duplicate it."""
 
-    def __init__(self, address: str, timeout: float) -> None:
+    def __init__(self, address: str, message_id: Any, what_happened: str) -> None:
         super().__init__(
-            f"the broker did not settle the message to {address!r} within {timeout:g} s; "
-            "it may still be delivered: retry with the same message id (Idempotency-Key) "
-            "to avoid a duplicate"
+            f"the message to {address!r} was sent, and {what_happened}: it may or may not "
+            "have been delivered"
         )
         self.address = address
+        self.message_id = message_id
+
+
+class SendTimeout(SendInDoubt):
+    """The message was sent, and the broker did not settle it within the timeout."""
+
+    def __init__(self, address: str, timeout: float, message_id: Any = None) -> None:
+        super().__init__(address, message_id, f"the broker did not settle it within {timeout:g} s")
         self.timeout = timeout
 
 
@@ -792,24 +805,38 @@ class AmqpClient:
 
     async def send(self, address: str, message: Message, timeout: float = 30.0) -> Outcome:
         """Send `message` to `address` and return its outcome once the broker settled it
-        (accepted, rejected, released or modified). SendTimeout when that takes longer
-        than `timeout` seconds; BrokerUnavailable when not connected (at once) or when
-        the connection or link is lost first; AddressRefused when the broker refuses
-        a sender for `address`."""
+        (accepted, rejected, released or modified). Until the message is handed to the
+        link (attach, credit), a failure sent nothing: BrokerUnavailable, at once when
+        not connected, and also when no credit came within `timeout` seconds. Once it
+        is handed over, a lost connection or link is SendInDoubt and the timeout
+        SendTimeout (a SendInDoubt). AddressRefused when the broker refuses a sender
+        for `address`."""
         _, senders = self._require_connection()
+        handed_over = False
         with self._operation():
             try:
                 async with asyncio.timeout(timeout):
                     async with senders.use(address) as sender:
+                        await sender.wait_for_credit()
+                        # No await between here and the transfer: sender.send finds the
+                        # credit and hands the message to the link at once.
+                        handed_over = True
                         return await sender.send(message)
             except TimeoutError:
-                raise SendTimeout(address, timeout) from None
+                if handed_over:
+                    raise SendTimeout(address, timeout, message.id) from None
+                raise _not_sent(address, f"no credit came within {timeout:g} s") from None
             except (ConnectionException, LinkException) as error:
-                raise _lost_before_settled(address, error) from None
+                if handed_over:
+                    raise SendInDoubt(
+                        address, message.id, f"the link was lost before it was settled ({error})"
+                    ) from None
+                raise _not_sent(address, f"the link was lost ({error})") from None
 
     async def send_presettled(self, address: str, message: Message, timeout: float = 30.0) -> None:
         """Send `message` at most once: settled as it goes, no outcome. Waits at most
-        `timeout` seconds for the attach and for credit (SendTimeout)."""
+        `timeout` seconds for the attach and for credit (then BrokerUnavailable: nothing
+        was sent)."""
         _, senders = self._require_connection()
         with self._operation():
             try:
@@ -818,9 +845,9 @@ class AmqpClient:
                         await sender.wait_for_credit()
                         sender.send_presettled(message)
             except TimeoutError:
-                raise SendTimeout(address, timeout) from None
+                raise _not_sent(address, f"no link and credit came within {timeout:g} s") from None
             except (ConnectionException, LinkException) as error:
-                raise _lost_before_settled(address, error) from None
+                raise _not_sent(address, f"the link was lost ({error})") from None
 
     async def request(self, address: str, message: Message, timeout: float = 30.0) -> Message:
         """Send `message` to `address` as a request and return the reply.
@@ -847,7 +874,10 @@ class AmqpClient:
             except TimeoutError:
                 raise RequestTimeout(address, timeout) from None
             except (ConnectionException, LinkException) as error:
-                raise _lost_before_settled(address, error) from None
+                raise BrokerUnavailable(
+                    f"the link to {address!r} was lost before the broker settled the request "
+                    f"({error}); it may or may not have been delivered"
+                ) from None
 
     # -- receiving --------------------------------------------------------------------
 
@@ -922,10 +952,10 @@ class AmqpClient:
             self._container.stop()
 
 
-def _lost_before_settled(address: str, error: Exception) -> BrokerUnavailable:
+def _not_sent(address: str, what_happened: str) -> BrokerUnavailable:
     return BrokerUnavailable(
-        f"the link to {address!r} was lost before the broker settled the message ({error}); "
-        "it may or may not have been delivered: retry with the same message id"
+        f"{what_happened} before the message to {address!r} could be sent: nothing was "
+        "sent, retry later"
     )
 
 

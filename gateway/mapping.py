@@ -93,6 +93,10 @@ array       plus ``"type"`` (an element NAME other than  ``{"$type":"array","typ
             type's V (an array of arrays: tagged arrays)
 =========== ============================================ ===============================
 
+Map keys of different AMQP types are different keys, as in AMQP (``true``, ``1`` and
+``1.0``; ``"a"`` and the symbol ``a``), though Python's dict would take them for one: such
+a map's keys are made instances of subclasses that compare by type too.
+
 Integers may also be written as decimal strings (``"18446744073709551615"``), for
 JavaScript, whose numbers stop being exact at 2**53. Non-finite floats and doubles are
 ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (``{"$type":"double","value":"NaN"}``).
@@ -116,7 +120,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from urllib.parse import unquote_to_bytes
 
 from amqp_core import (
@@ -173,6 +177,7 @@ APPLICATION_PROPERTY_PREFIX = "amqp-app-"
 
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 _ULONG_MAX = 2**64 - 1
+_ULONG_DIGITS = len(str(_ULONG_MAX))
 _UINT_MAX = 2**32 - 1
 #: The largest ttl in seconds: the header's ttl is a uint of milliseconds.
 _TTL_MAX_SECONDS = _UINT_MAX / 1000
@@ -184,7 +189,8 @@ _SHOWN_LENGTH = 60
 
 class MappingError(Exception):
     """Input that cannot become an AMQP message: `status` is the HTTP status to answer
-    (400 unreadable, 415 unsupported media type, 422 readable but not mappable), `title`
+    (400 unreadable, 415 unsupported media type, 422 readable but not mappable; 502 for
+    a service's reply that cannot become an HTTP answer), `title`
     a short summary and `detail` what exactly is wrong, naming the header or the JSON
     Pointer (RFC 6901) of the culprit."""
 
@@ -546,19 +552,72 @@ def _pairs(
         )
     _enter(pointer, depth)
     result: dict[Any, Any] = {}
+    typed_keys = False
     for index, pair in enumerate(value):
         at = _child(pointer, index)
         if type(pair) is not list or len(pair) != 2:
             raise _invalid(at, f"expected a [key, value] pair, not {_shown(pair)}")
         key = read_key(pair[0], _child(at, 0), depth + 1)
         item = _from_json(pair[1], _child(at, 1), depth + 1)
+        if typed_keys:
+            key = _typed_key(key)
         try:
-            result[key] = item
+            clash = key in result
         except TypeError:  # a list or map key: Python cannot hash it
             raise _invalid(_child(at, 0), "a map key cannot be a list, map or array") from None
-        if len(result) == index:
+        if clash and not typed_keys and _of_another_type(key, result):
+            # Equal in Python, distinct in AMQP (true and 1, 1 and 1.0, "a" and the
+            # symbol a): from here on every key compares by its type too.
+            typed_keys = True
+            result = {_typed_key(known): known_item for known, known_item in result.items()}
+            key = _typed_key(key)
+            clash = key in result
+        if clash:
             raise _invalid(_child(at, 0), f"key {_shown(pair[0])} is given twice")
+        result[key] = item
     return result
+
+
+def _of_another_type(key: Any, keys: dict[Any, Any]) -> bool:
+    """Whether the key of `keys` that equals `key` is of another type."""
+    return next(type(known) is not type(key) for known in keys if known == key)
+
+
+#: For each Python type whose values may equal values of another type (True == 1 == 1.0,
+#: "a" == symbol("a")), a subclass whose values equal only values of the same type: an
+#: AMQP map may hold keys that Python's dict would take for one.
+_TYPED_KEY_TYPES: dict[type, type] = {}
+
+
+def _typed_key(key: Any) -> Any:
+    kind = type(key)
+    # bool cannot be subclassed; the other keys, once typed, never equal a bool.
+    if kind is bool or not isinstance(key, (int, float, str, bytes)):
+        return key
+    typed = _TYPED_KEY_TYPES.get(kind)
+    if typed is None:
+        if kind in _TYPED_KEY_TYPES.values():
+            return key
+        typed = _TYPED_KEY_TYPES[kind] = _typed_key_type(kind)
+    return typed(key)
+
+
+def _typed_key_type(base: type[Any]) -> type:
+    # The unbound methods of `base` (mypy reads `base.__eq__` as bound).
+    base_equals = cast(Callable[[Any, Any], Any], base.__eq__)
+    base_hash = cast(Callable[[Any], int], base.__hash__)
+
+    def equals(self: Any, other: object) -> bool:
+        return type(other) is type(self) and base_equals(self, other) is True
+
+    def differs(self: Any, other: object) -> bool:
+        return not equals(self, other)
+
+    def hashed(self: Any) -> int:
+        return hash((base, base_hash(self)))
+
+    namespace = {"__slots__": (), "__eq__": equals, "__ne__": differs, "__hash__": hashed}
+    return type(base.__name__, (base,), namespace)
 
 
 def _array_from_json(tagged: Any, pointer: str, depth: int) -> Array:
@@ -622,6 +681,9 @@ def value_to_json(value: Any) -> Any:
         }
     if isinstance(value, Array):
         return _array_to_json(value)
+    for typed_base, typed in _TYPED_KEY_TYPES.items():
+        if kind is typed:
+            return value_to_json(typed_base(value))
     for base, plain in _PLAIN_BASES:  # subclasses of the built-ins (an IntEnum, ...)
         if isinstance(value, base):
             return value_to_json(plain(value))
@@ -1150,15 +1212,16 @@ def message_from_body(body: bytes, content_type: str | None, headers: Mapping[st
 def _decoded_text(body: bytes, charset: str) -> str:
     try:
         text = body.decode(charset)
-    except LookupError:
+    except UnicodeError as error:
+        # Not only UnicodeDecodeError: idna and punycode raise plain UnicodeError.
+        raise MappingError(
+            400, "Undecodable text", f"the body is not {charset} text: {error}"
+        ) from None
+    except (LookupError, ValueError):  # unknown, not a text encoding, or a NUL in the name
         raise MappingError(
             415,
             "Unsupported charset",
             f"Content-Type: charset {_shown(charset)} is not a text encoding this gateway knows",
-        ) from None
-    except UnicodeDecodeError as error:
-        raise MappingError(
-            400, "Undecodable text", f"the body is not {charset} text: {error}"
         ) from None
     try:
         return _checked_text(text, "")
@@ -1214,12 +1277,13 @@ def _header_text(value: str, header: str) -> str:
 
 def _id_header(value: str, header: str) -> int | str:
     if _DECIMAL.fullmatch(value):
-        number = int(value)
-        if number > _ULONG_MAX:
+        # Measured before int(): Python refuses to convert more than 4,300 digits.
+        if len(value) > _ULONG_DIGITS or int(value) > _ULONG_MAX:
             raise _bad_header(
-                header, f"{value} is beyond a ulong id; send a string id of digits in an envelope"
+                header,
+                f"{_shown(value)} is beyond a ulong id; send a string id of digits in an envelope",
             )
-        return number
+        return int(value)
     return _header_text(value, header)
 
 
@@ -1238,11 +1302,19 @@ def _symbol_header(value: str, header: str) -> str:
 
 
 def _uint_header(high: int) -> Callable[[str, str], int]:
+    most_digits = len(str(high))
+
     def read(value: str, header: str) -> int:
         text = value.strip()
-        if not (text.isascii() and text.isdigit()) or int(text) > high:
+        # Zeros dropped and length measured before int(), which refuses 4,300 digits.
+        digits = text.lstrip("0") or "0"
+        if (
+            not (text.isascii() and text.isdigit())
+            or len(digits) > most_digits
+            or int(digits) > high
+        ):
             raise _bad_header(header, f"{_shown(value)} is not an integer in [0, {high}]")
-        return int(text)
+        return int(digits)
 
     return read
 
@@ -1460,6 +1532,11 @@ def http_reply(message: Message) -> HttpReply:
     not an RFC 9110 token character, in values every byte that is not printable ASCII,
     a space at either end (HTTP strips them), and ``%`` itself. A uuid or binary id
     shows as its text or bytes, so only an envelope tells those types apart.
+
+    A content type the answer would carry is stripped of white space at its ends; one
+    that still holds what an HTTP field cannot (CR, LF, another control character, a
+    non-ASCII character) is a `MappingError` with status 502: the service's reply cannot
+    be represented, and saying so beats answering with a Content-Type it did not send.
     """
     body = message.body
     kind = type(body)
@@ -1469,7 +1546,9 @@ def http_reply(message: Message) -> HttpReply:
         return HttpReply(bytes(body), _data_content_type(message), _reply_headers(message))
     if isinstance(body, str):
         content_type = message.content_type
-        if not (content_type and _media_type(content_type).startswith("text/")):
+        if content_type and _media_type(content_type).startswith("text/"):
+            content_type = _reply_content_type(content_type)
+        else:
             content_type = "text/plain"
         content_type = _without_charset(content_type) + "; charset=utf-8"
         return HttpReply(body.encode("utf-8"), content_type, _reply_headers(message))
@@ -1480,7 +1559,25 @@ def http_reply(message: Message) -> HttpReply:
 
 
 def _data_content_type(message: Message) -> str:
-    return message.content_type or DEFAULT_CONTENT_TYPE
+    content_type = message.content_type
+    if not content_type:
+        return DEFAULT_CONTENT_TYPE
+    return _reply_content_type(content_type) or DEFAULT_CONTENT_TYPE
+
+
+_FIELD_TEXT = re.compile(r"[\t\x20-\x7e]*")  # what an HTTP field value holds (obs-text aside)
+
+
+def _reply_content_type(content_type: str) -> str:
+    content_type = content_type.strip()
+    if not _FIELD_TEXT.fullmatch(content_type):
+        raise MappingError(
+            502,
+            "Unrepresentable reply",
+            f"the service's reply has the content type {_shown(content_type)}, which an "
+            "HTTP Content-Type cannot carry (printable ASCII only)",
+        )
+    return content_type
 
 
 def _json_text(value: Any) -> str:

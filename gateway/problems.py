@@ -21,11 +21,15 @@ from gateway.amqp import (
     GatewayAmqpError,
     RequestNotAccepted,
     RequestTimeout,
-    SendTimeout,
+    SendInDoubt,
 )
 from gateway.mapping import MappingError
 
 PROBLEM_JSON = "application/problem+json"
+
+
+#: The problem type of a message sent whose outcome is unknown (`SendInDoubt`).
+IN_DOUBT = "/problems/in-doubt"
 
 
 class Problem(BaseModel):
@@ -37,6 +41,8 @@ class Problem(BaseModel):
     detail: str | None = None
     #: The AMQP error condition behind it, when the broker gave one.
     condition: str | None = None
+    #: The message id of a message in doubt, when it has one.
+    message_id: Any = None
 
 
 class ProblemError(Exception):
@@ -50,9 +56,18 @@ class ProblemError(Exception):
         *,
         condition: str | None = None,
         headers: dict[str, str] | None = None,
+        problem_type: str = "about:blank",
+        message_id: Any = None,
     ) -> None:
         super().__init__(detail or title)
-        self.problem = Problem(title=title, status=status, detail=detail, condition=condition)
+        self.problem = Problem(
+            type=problem_type,
+            title=title,
+            status=status,
+            detail=detail,
+            condition=condition,
+            message_id=message_id,
+        )
         self.headers = headers
 
 
@@ -145,7 +160,17 @@ def amqp_problem(error: GatewayAmqpError) -> ProblemError:
         return ProblemError(
             503, "Broker unavailable", str(error), headers={"Retry-After": RETRY_AFTER}
         )
-    if isinstance(error, (SendTimeout, RequestTimeout)):
+    if isinstance(error, SendInDoubt):
+        return ProblemError(
+            504,
+            "Outcome unknown",
+            f"{error}. A retry with the same Idempotency-Key is answered this again and "
+            "sends nothing; a retry without one, or with a new key, may deliver it twice "
+            "(give it the same amqp-id, so that consumers can tell)",
+            problem_type=IN_DOUBT,
+            message_id=error.message_id,
+        )
+    if isinstance(error, RequestTimeout):
         return ProblemError(504, "No answer in time", str(error))
     if isinstance(error, AddressRefused):
         condition = error.condition
@@ -170,8 +195,9 @@ _TITLES = {
     500: "Internal error",
     501: "Not implemented by the broker",
     502: "Broker error",
-    503: "Broker unavailable or the message was not taken",
-    504: "No answer from the broker in time",
+    503: "Broker unavailable or the message was not taken: nothing was sent, retry later",
+    504: "No answer from the broker in time, or the message's outcome is unknown "
+    "(type /problems/in-doubt)",
 }
 
 

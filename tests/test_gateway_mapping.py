@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import amqp_strategies as s
+import cproton
 import proton
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -361,7 +362,7 @@ def test_other_headers_are_ignored() -> None:
         ({"amqp-first-acquirer": "yes"}, "amqp-first-acquirer"),
         ({"amqp-delivery-count": "4294967296"}, "amqp-delivery-count"),
         ({"amqp-group-sequence": "1.5"}, "amqp-group-sequence"),
-        ({"amqp-id": "18446744073709551616"}, "amqp-id: 18446744073709551616 is beyond a ulong"),
+        ({"amqp-id": "18446744073709551616"}, "amqp-id: '18446744073709551616' is beyond a ulong"),
         ({"amqp-creation-time": "yesterday"}, "amqp-creation-time: 'yesterday' is neither"),
         ({"amqp-creation-time": "2024-05-01T12:00:00"}, "amqp-creation-time"),  # no offset
         ({"amqp-expiry-time": "1e30"}, "amqp-expiry-time: '1e30' is beyond an AMQP timestamp"),
@@ -731,6 +732,62 @@ def test_bad_typed_json(typed_json: Any, culprit: str | None) -> None:
     assert culprit in error.detail
 
 
+def proton_map_entries(message: Message) -> list[tuple[str, Any]]:
+    """The keys and values of the message's map body as Proton's C decoder walks them,
+    each with its AMQP type name: a Python dict would fold true, 1 and 1.0 into one."""
+    received = as_proton(message)
+    data = proton.Data(cproton.pn_message_body(received._msg))
+    data.rewind()
+    assert data.next() == proton.Data.MAP
+    data.enter()
+    entries = []
+    while data.next() is not None:
+        entries.append((proton.Data.type_name(data.type()), data.get_object()))
+    return entries
+
+
+def test_map_keys_of_different_amqp_types_are_different_keys() -> None:
+    """AMQP map keys differ by type as well as value: true and 1, 1 and 1.0, a string
+    and a symbol, a long and a ulong are five keys (Python alone would see two)."""
+    typed_json = {
+        "$type": "map",
+        "value": [
+            [True, "bool"],
+            [1, "long"],
+            [1.0, "double"],
+            [{"$type": "ulong", "value": 1}, "ulong"],
+            ["a", "string"],
+            [{"$type": "symbol", "value": "a"}, "symbol"],
+        ],
+    }
+    value = value_from_json(typed_json)
+    assert len(value) == 6
+    entries = proton_map_entries(Message(body=value))
+    keys = [(kind, key) for kind, key in entries[0::2]]
+    assert keys == [("bool", True), ("long", 1), ("double", 1.0), ("ulong", 1),
+                    ("string", "a"), ("symbol", "a")]  # fmt: skip
+    assert [item for _, item in entries[1::2]] == [
+        "bool", "long", "double", "ulong", "string", "symbol"
+    ]  # fmt: skip
+    # And back: the same keys, each with its type.
+    assert through_json(value_to_json(value)) == typed_json
+    assert value_from_json(through_json(value_to_json(value))) == value
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        [[True, 1], [1, 2], [1, 3]],
+        [[1, 1], [True, 2], [True, 3]],
+        [[1.0, 1], ["1", 2], [1, 3], [1.0, 4]],
+    ],
+)
+def test_the_same_key_of_the_same_type_twice_is_still_refused(pairs: list[Any]) -> None:
+    error = mapping_error(value_from_json, {"$type": "map", "value": pairs})
+    assert f"/value/{len(pairs) - 1}/0: key" in error.detail
+    assert "given twice" in error.detail
+
+
 def test_typed_json_nesting_is_bounded() -> None:
     deepest: Any = 1
     for _ in range(MAX_NESTING):
@@ -917,6 +974,29 @@ def test_reply_bodies(message: Message, body: bytes, content_type: str) -> None:
     reply = http_reply(message)
     assert (reply.body, reply.content_type) == (body, content_type)
     assert reply.headers == {}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/plain\r\nX-Injected: yes", "text"),
+        ("application/x\nX-Injected: yes", b"bytes"),
+        ("text/caf\u00e9", "text"),
+        ("application/caf\u00e9", DataSections([b"bytes"])),
+        ("image/png\x00", b"bytes"),
+    ],
+)
+def test_a_reply_content_type_http_cannot_carry_is_a_502(content_type: str, body: Any) -> None:
+    error = mapping_error(http_reply, Message(body=body, content_type=content_type))
+    assert error.status == 502
+    assert "content type" in error.detail
+
+
+def test_a_reply_content_type_is_only_refused_where_it_would_be_carried() -> None:
+    # A string body's non-text type is replaced by text/plain; a JSON body's is unused.
+    for body in ("text", {"a": 1}):
+        reply = http_reply(Message(body=body, content_type="application/x\r\nX: y"))
+        assert "\n" not in reply.content_type
 
 
 def test_reply_headers() -> None:

@@ -7,12 +7,17 @@ One gateway serves the whole module; each test uses addresses of its own.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import cproton
+import httpx
 import pytest
 from gateway_fixtures import (
+    CALL_TIMEOUT,
     GatewayServer,
     Program,
     assert_problem,
@@ -21,7 +26,9 @@ from gateway_fixtures import (
     receive_all,
     unique,
 )
-from proton import symbol
+from proton import Data, symbol
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 ENVELOPE = "application/vnd.amqp.message+json"
 
@@ -176,6 +183,36 @@ def test_a_path_with_no_address_is_404(gateway: GatewayServer) -> None:
     assert_problem(gateway.http.post("/messages/", json=1), 404)
 
 
+def test_an_address_whose_percent_encoding_is_not_utf8_is_400_everywhere(
+    gateway: GatewayServer,
+) -> None:
+    """%FF%FE would be decoded to U+FFFD U+FFFD, as would any other bad bytes: two
+    different paths must not reach one queue."""
+    name = unique("bad-utf8")
+    bad = f"{name}%FF%FE"
+    assert_problem(gateway.post(bad, "x"), 400)
+    assert_problem(gateway.http.get(f"/messages/{bad}", params={"timeout": "0"}), 400)
+    sse = gateway.http.get(f"/streams/{bad}", headers={"Accept": "text/event-stream"})
+    assert_problem(sse, 400)
+    request = gateway.http.post(
+        f"/requests/{bad}", content="x", headers={"Content-Type": "text/plain"}
+    )
+    assert_problem(request, 400)
+    with connect(f"{gateway.ws_url}/streams/{bad}", proxy=None, open_timeout=10) as client:
+        error = json.loads(client.recv(timeout=CALL_TIMEOUT))
+        assert error["error"]["status"] == 400, error
+        with pytest.raises(ConnectionClosed):
+            client.recv(timeout=CALL_TIMEOUT)
+        assert client.close_code == 1008
+    # A real U+FFFD, percent-encoded as UTF-8, is an address like any other.
+    replacement = gateway.post(f"{name}%EF%BF%BD", "fine")
+    assert replacement.status_code == 201, replacement.text
+    assert replacement.json()["address"] == f"{name}\ufffd"
+    (message,) = receive(gateway.amqp, f"{name}\ufffd", 1)
+    assert message.body == "fine"
+    assert receive_all(gateway.amqp, f"{name}\ufffd\ufffd") == []
+
+
 # -- message ids --------------------------------------------------------------------------
 
 
@@ -275,6 +312,70 @@ def test_an_idempotency_key_retry_of_a_batch_sends_nothing_new(gateway: GatewayS
     assert [message.body for message in messages] == ["first", "second"]
 
 
+def test_an_idempotency_key_on_another_address_is_422_and_sends_nothing(
+    gateway: GatewayServer,
+) -> None:
+    """The issue: the same key on a POST to another address was answered 201 with
+    Idempotent-Replayed and nothing reached that address."""
+    key = unique("key")
+    first, second = unique("first"), unique("second")
+    assert gateway.post(first, {"order": 1}, headers={"Idempotency-Key": key}).status_code == 201
+    answer = gateway.post(second, {"order": 1}, headers={"Idempotency-Key": key})
+    problem = assert_problem(answer, 422)
+    assert "Idempotency-Key" in problem["detail"]
+    assert "idempotent-replayed" not in answer.headers
+    assert receive_all(gateway.amqp, second) == []
+    assert len(receive(gateway.amqp, first, 1)) == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"json": {"order": 2}},
+        {"headers": {"amqp-subject": "another"}},
+        {"headers": {"Content-Type": "text/plain"}, "content": '{"order": 1}'},
+        {"params": {"settle": "presettled"}},
+    ],
+    ids=["body", "amqp-header", "content-type", "settle"],
+)
+def test_an_idempotency_key_with_another_request_is_422_never_a_replay(
+    gateway: GatewayServer, change: dict[str, Any]
+) -> None:
+    address = unique("rekeyed")
+    key = unique("key")
+    assert gateway.post(address, {"order": 1}, headers={"Idempotency-Key": key}).status_code == 201
+    request: dict[str, Any] = {"json": {"order": 1}, "headers": {}, **change}
+    if "content" in request:
+        del request["json"]
+    request["headers"] = {**request["headers"], "Idempotency-Key": key}
+    answer = gateway.http.post(f"/messages/{address}", **request)
+    assert_problem(answer, 422)
+    (message,) = receive(gateway.amqp, address, 1)  # the first only
+    assert message.body == {"order": 1}
+
+
+def test_concurrent_retries_with_one_key_send_once(gateway: GatewayServer) -> None:
+    address = unique("racing")
+    key = unique("key")
+
+    async def race() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30, trust_env=False) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        f"/messages/{address}", json={"order": 1}, headers={"Idempotency-Key": key}
+                    )
+                    for _ in range(20)
+                )
+            )
+
+    answers = asyncio.run(race())
+    assert [answer.status_code for answer in answers] == [201] * 20
+    assert sum(answer.headers.get("idempotent-replayed") == "true" for answer in answers) == 19
+    (message,) = receive(gateway.amqp, address, 1)  # and then no second one
+    assert message.id == key
+
+
 # -- status codes -------------------------------------------------------------------------
 
 
@@ -362,6 +463,27 @@ def test_an_unknown_charset_is_415(gateway: GatewayServer) -> None:
         headers={"Content-Type": "text/plain; charset=x-no-such-charset"},
     )
     assert_problem(answer, 415)
+
+
+def test_map_keys_of_different_types_reach_a_consumer_as_different_keys(
+    gateway: GatewayServer,
+) -> None:
+    """true, 1 and 1.0 are three AMQP keys; Proton's C decoder walks all three (its
+    Python dict, like any, would fold them into one)."""
+    address = unique("keys")
+    envelope = {"body": {"$type": "map", "value": [[True, "bool"], [1, "long"], [1.0, "double"]]}}
+    answer = gateway.post(address, content=json.dumps(envelope), headers={"Content-Type": ENVELOPE})
+    assert answer.status_code == 201, answer.text
+    (message,) = receive(gateway.amqp, address, 1)
+    body = Data(cproton.pn_message_body(message._msg))
+    body.rewind()
+    assert body.next() == Data.MAP
+    body.enter()
+    entries = []
+    while body.next() is not None:
+        entries.append((Data.type_name(body.type()), body.get_object()))
+    assert entries == [("bool", True), ("string", "bool"), ("long", 1), ("string", "long"),
+                       ("double", 1.0), ("string", "double")]  # fmt: skip
 
 
 def test_an_envelope_with_an_unknown_field_is_422(gateway: GatewayServer) -> None:

@@ -8,11 +8,14 @@ listens on: the broker is unreachable.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from gateway_fixtures import (
     HOST,
@@ -20,6 +23,8 @@ from gateway_fixtures import (
     Program,
     assert_problem,
     outcome_peer,
+    receive_all,
+    script,
     timed,
     unique,
 )
@@ -192,3 +197,194 @@ def test_readyz_and_posts_follow_a_broker_that_goes_away_and_comes_back(
                 eventually(lambda: gw.http.get("/readyz").status_code == 200, "ready again")
                 answer = gw.post(unique("back"), 1)
                 assert answer.status_code == 201, answer.text
+
+
+#: A Proton listener that prints "received <message id>" for each message; with the
+#: argument "vanish" it then exits at once, leaving the message unsettled: the gateway
+#: sent it, and the connection is gone before any outcome.
+VANISHING_PEER = """
+import os
+import sys
+from proton.handlers import MessagingHandler
+from proton.reactor import Container
+
+
+class Peer(MessagingHandler):
+    def __init__(self, url, vanish):
+        super().__init__(auto_accept=not vanish)
+        self.url, self.vanish = url, vanish
+
+    def on_start(self, event):
+        event.container.listen(self.url)
+
+    def on_link_opening(self, event):
+        if event.link.is_receiver and event.link.remote_target:
+            event.link.target.address = event.link.remote_target.address
+
+    def on_message(self, event):
+        print("received", event.message.id, flush=True)
+        if self.vanish:
+            os._exit(3)
+
+
+Container(Peer(sys.argv[1], sys.argv[2] == "vanish")).run()
+"""
+
+
+def test_a_send_in_doubt_is_its_own_problem_and_a_retry_with_its_key_sends_nothing(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The peer took the message and vanished before settling it. That is not "broker
+    unavailable" (503, safe to retry): the gateway answers 504 with the in-doubt type and
+    the message id. A retry with the same Idempotency-Key gets that answer again and
+    sends nothing, though the broker is back; a retry without the key is sent."""
+    folder = tmp_path_factory.mktemp("in-doubt")
+    port = free_port()
+    peer = script(folder, "vanishing_peer", VANISHING_PEER)
+    key = unique("key")
+    with (
+        Program(folder, [sys.executable, str(peer), f"{HOST}:{port}", "vanish"]) as first,
+        GatewayServer(folder, "--amqp-url", f"amqp://{HOST}:{port}") as gw,
+    ):
+        wait_for_port(port)
+        answer = gw.post("orders", {"order": 1}, headers={"Idempotency-Key": key})
+        problem = assert_problem(answer, 504)
+        assert problem["type"] == "/problems/in-doubt", problem
+        assert problem["message_id"] == key
+        assert "retry-after" not in answer.headers
+        first.wait_for_line(f"received {key}")
+        first.wait()
+        with Program(folder, [sys.executable, str(peer), f"{HOST}:{port}", "accept"]) as second:
+            wait_for_port(port)
+            eventually(lambda: gw.http.get("/readyz").status_code == 200, "connected again")
+            retry = gw.post("orders", {"order": 1}, headers={"Idempotency-Key": key})
+            assert_problem(retry, 504)
+            assert retry.headers.get("idempotent-replayed") == "true"
+            assert retry.json() == problem
+            fresh = gw.post("orders", {"order": 2}, headers={"amqp-id": "fresh"})
+            assert fresh.status_code == 201, fresh.text
+            second.wait_for_line("received fresh")
+            assert not any(key in line for line in second.lines()), second.output()
+
+
+def test_nothing_sent_is_503_and_a_retry_with_its_key_sends_for_real(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Not connected: nothing was sent, so the answer is not remembered under the key,
+    and the retry, once the broker is there, sends the message."""
+    folder = tmp_path_factory.mktemp("not-sent")
+    port = free_port()
+    peer = script(folder, "vanishing_peer", VANISHING_PEER)
+    key = unique("key")
+    with GatewayServer(folder, "--amqp-url", f"amqp://{HOST}:{port}", ready="/healthz") as gw:
+        answer = gw.post("orders", {"order": 1}, headers={"Idempotency-Key": key})
+        problem = assert_problem(answer, 503)
+        assert problem["type"] == "about:blank"
+        assert answer.headers.get("retry-after", "").isdigit()
+        with Program(folder, [sys.executable, str(peer), f"{HOST}:{port}", "accept"]) as peer_up:
+            wait_for_port(port)
+            eventually(lambda: gw.http.get("/readyz").status_code == 200, "connected")
+            retry = gw.post("orders", {"order": 1}, headers={"Idempotency-Key": key})
+            assert retry.status_code == 201, retry.text
+            assert "idempotent-replayed" not in retry.headers
+            peer_up.wait_for_line(f"received {key}")
+
+
+#: The broker-kill test: messages posted, by this many clients at once, while the broker
+#: is killed (SIGKILL) this many times.
+KILL_MESSAGES = 2000
+KILL_CLIENTS = 16
+KILLS = 3
+
+
+@pytest.mark.slow
+def test_killing_the_broker_under_load_duplicates_nothing_retried_with_its_key(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Clients post durable messages, each with its own Idempotency-Key, and retry each
+    503 with that key until they get a final answer; amqp_core's broker (its store on
+    disk) is killed with SIGKILL three times meanwhile and started again. A consumer then
+    sees every accepted message once, and no message twice: a send in doubt is answered
+    504, and its retries with the key are answered that again instead of sending it
+    again (they used to get 503 and send it again)."""
+    folder = tmp_path_factory.mktemp("kill")
+    port = free_port()
+    broker_command = [
+        sys.executable, "-m", "amqp_core.broker", "-a", f"{HOST}:{port}",
+        "--data-dir", str(folder / "store"),
+    ]  # fmt: skip
+    address = unique("killed")
+    brokers = [Program(folder, broker_command, name="broker")]
+    wait_for_port(port)
+    try:
+        with GatewayServer(folder, "--amqp-url", f"amqp://{HOST}:{port}") as gw:
+            answers = asyncio.run(_post_while_killing(gw, address, brokers, broker_command, port))
+            received = receive_all(f"{HOST}:{port}", address, quiet=2.0)
+    finally:
+        for broker in brokers:
+            broker.stop()
+    ids = [message.id for message in received]
+    duplicates = {key for key in ids if ids.count(key) > 1}
+    accepted = {key for key, status in answers.items() if status == 201}
+    in_doubt = {key for key, status in answers.items() if status == 504}
+    assert set(answers.values()) <= {201, 504}, set(answers.values())
+    assert duplicates == set(), f"{len(duplicates)} duplicates: {sorted(duplicates)[:5]}"
+    assert accepted <= set(ids), f"{len(accepted - set(ids))} accepted messages lost"
+    print(
+        f"{len(accepted)} accepted, {len(in_doubt)} in doubt "
+        f"({len(in_doubt & set(ids))} of them delivered), {len(ids)} received, 0 duplicates"
+    )
+
+
+async def _post_while_killing(
+    gw: GatewayServer, address: str, brokers: list[Program], command: list[str], port: int
+) -> dict[str, int]:
+    """Post KILL_MESSAGES messages; kill and restart the broker KILLS times on the way.
+    Each message's final status by its key; fails if the broker was never caught with a
+    send in flight (the run proved nothing)."""
+    keys = [f"{address}-{number}" for number in range(KILL_MESSAGES)]
+    pending = list(reversed(keys))
+    answers: dict[str, int] = {}
+    retried = 0
+    deadline = time.monotonic() + 240
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal retried
+        while pending:
+            key = pending.pop()
+            while time.monotonic() < deadline:
+                answer = await http.post(
+                    f"/messages/{address}",
+                    json={"key": key},
+                    headers={"Idempotency-Key": key, "amqp-durable": "true"},
+                )
+                if answer.status_code != 503:
+                    if answer.status_code == 504:
+                        assert answer.json()["type"] == "/problems/in-doubt", answer.text
+                    answers[key] = answer.status_code
+                    break
+                retried += 1
+                await asyncio.sleep(0.05)
+
+    async def killer() -> None:
+        for kill in range(1, KILLS + 1):
+            while len(answers) < kill * KILL_MESSAGES // (KILLS + 1):
+                await asyncio.sleep(0.01)
+            brokers[-1].popen.kill()
+            await asyncio.to_thread(brokers[-1].popen.wait)
+            await asyncio.sleep(0.3)
+            brokers.append(Program(folder_of(brokers[-1]), command, name="broker"))
+            await asyncio.to_thread(wait_for_port, port)
+
+    limits = httpx.Limits(max_connections=KILL_CLIENTS)
+    async with httpx.AsyncClient(
+        base_url=gw.url, timeout=60, limits=limits, trust_env=False
+    ) as http:
+        await asyncio.gather(killer(), *(client(http) for _ in range(KILL_CLIENTS)))
+    assert len(answers) == KILL_MESSAGES, f"{len(answers)} of {KILL_MESSAGES} answered in time"
+    assert retried or 504 in answers.values(), "no kill caught a send in flight"
+    return answers
+
+
+def folder_of(program: Program) -> Path:
+    return program.log.parent

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -206,3 +207,125 @@ def test_the_reply_comes_back_with_its_fields_as_headers(gateway: GatewayServer)
     assert answer.headers["amqp-correlation-id"] == str(request.correlation_id)
     assert answer.headers["amqp-app-colour"] == "green"
     assert json.loads(answer.headers["amqp-app-shade"]) == 5
+
+
+# -- replies HTTP cannot carry as they are --------------------------------------------------
+
+
+def reply_with(gateway: GatewayServer, content_type: str, body: Any) -> httpx.Response:
+    """POST /requests to a Proton responder (on the gateway's broker) that answers with
+    this content type and body."""
+    address = unique("replies")
+    with proton_connection(gateway.amqp) as amqp, ThreadPoolExecutor(1) as pool:
+        requests = amqp.create_receiver(address, credit=1)
+        calling = pool.submit(call, gateway, address, "what type?")
+        request = requests.receive(timeout=CALL_TIMEOUT)
+        requests.accept()
+        reply = Message(
+            address=request.reply_to,
+            correlation_id=request.correlation_id,
+            content_type=content_type,
+            body=body,
+        )
+        amqp.create_sender(request.reply_to).send(reply)
+        return calling.result(timeout=CALL_TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/plain\r\nX-Injected: yes", "a string"),
+        ("application/x-thing\r\nX-Injected: yes", b"some bytes"),
+        ("text/plain\nX-Injected: yes", "a string"),
+        ("application/x\x7fthing", b"some bytes"),
+    ],
+)
+def test_a_reply_content_type_with_line_breaks_is_a_502_problem(
+    gateway: GatewayServer, content_type: str, body: Any
+) -> None:
+    """Any service can send one; HTTP cannot carry it. The caller gets an answer that
+    says so (uvicorn used to drop the connection without one), and no injected header."""
+    answer = reply_with(gateway, content_type, body)
+    problem = assert_problem(answer, 502)
+    assert "content type" in problem["detail"]
+    assert "x-injected" not in answer.headers
+    assert call(gateway, unique("nobody"), "after", **{"Request-Timeout": "0.2"}).status_code == 504
+
+
+def test_white_space_around_a_reply_content_type_is_dropped(gateway: GatewayServer) -> None:
+    answer = reply_with(gateway, " text/html\r\n", "<p>hi</p>")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    assert answer.text == "<p>hi</p>"
+
+
+#: A Proton service listening for the gateway itself (as server_direct.py does), that
+#: replies with the request's body and, as its content type, the request's subject.
+TYPED_REPLIER = """
+import sys
+import uuid
+from proton import Message
+from proton.handlers import MessagingHandler
+from proton.reactor import Container
+
+
+class Replier(MessagingHandler):
+    def __init__(self, url):
+        super().__init__()
+        self.url = url
+        self.senders = {}
+
+    def on_start(self, event):
+        event.container.listen(self.url)
+
+    def on_link_opening(self, event):
+        if event.link.is_sender and event.link.remote_source.dynamic:
+            event.link.source.address = str(uuid.uuid4())
+            self.senders[event.link.source.address] = event.link
+        elif event.link.is_sender:
+            event.link.source.address = event.link.remote_source.address
+        else:
+            event.link.target.address = event.link.remote_target.address
+
+    def on_message(self, event):
+        request = event.message
+        self.senders[request.reply_to].send(
+            Message(
+                address=request.reply_to,
+                correlation_id=request.correlation_id,
+                content_type=request.subject,
+                body=request.body,
+            )
+        )
+
+
+Container(Replier(sys.argv[1])).run()
+"""
+
+
+def test_a_reply_amqp_core_cannot_decode_costs_the_gateway_nothing_else(tmp_path: Path) -> None:
+    """Proton sends a non-ASCII symbol as UTF-8; AMQP symbols are ASCII and amqp_core
+    refuses to decode one. The gateway's reply receiver rejects that reply
+    (amqp:decode-error) and goes on: its AMQP connection, shared by every client, used to
+    be dropped. The caller waits out its Request-Timeout (504): the gateway never got a
+    reply it could read, nor its correlation id."""
+    port = free_port()
+    replier = script(tmp_path, "typed_replier", TYPED_REPLIER)
+    with Program(tmp_path, [sys.executable, str(replier), f"{HOST}:{port}"]):
+        wait_for_port(port)
+        with GatewayServer(tmp_path, "--amqp-url", f"amqp://{HOST}:{port}") as gateway:
+            fine = call(gateway, "typed", "first", **{"amqp-subject": "text/plain"})
+            assert fine.status_code == 200, fine.text
+            odd = call(
+                gateway,
+                "typed",
+                "second",
+                **{"amqp-subject": "t%C3%ABxt/plain", "Request-Timeout": "1"},
+            )
+            assert_problem(odd, 504)
+            again = call(gateway, "typed", "third", **{"amqp-subject": "text/plain"})
+            assert again.status_code == 200, again.text
+            assert again.text == "third"
+            log = gateway.log.read_text(errors="replace")
+            assert "lost the connection" not in log, gateway.log_tail()
+            assert "cannot be decoded" in log

@@ -23,6 +23,7 @@ from urllib.parse import quote, urlencode
 import httpx
 import pytest
 from gateway_fixtures import (
+    HOST,
     QUIET,
     GatewayServer,
     amqp_broker,
@@ -498,6 +499,38 @@ def test_a_long_poll_gets_a_message_that_arrives_while_it_waits(gateway: Gateway
         answer = waiting.result(timeout=15)
     assert answer.status_code == 200, answer.text
     assert [frame["body"] for frame in answer.json()["messages"]] == ["late"]
+
+
+def test_a_long_poll_its_client_gave_up_takes_no_later_message(gateway: GatewayServer) -> None:
+    """The issue: `curl -m1 '.../messages/q?timeout=10&count=5'` went on taking the next
+    messages posted to q for 9 more seconds, and they were gone."""
+    address = unique("abandoned")
+    with (
+        httpx.Client(base_url=gateway.url, timeout=1, trust_env=False) as impatient,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        impatient.get(f"/messages/{address}", params={"count": 5, "timeout": 10})
+    post_all(gateway, address, "one", "two", "three")
+    bodies = [message.body for message in receive(gateway.amqp, address, 3)]
+    assert sorted(bodies) == ["one", "three", "two"]
+
+
+def test_a_long_poll_whose_client_left_at_once_releases_what_it_took(
+    gateway: GatewayServer,
+) -> None:
+    """Three messages are there already; the client asks for up to five and closes its
+    socket at once. The gateway takes the three and waits a moment for more, sees the
+    client go meanwhile, and releases them: a second consumer gets them all. (A client
+    that goes away as the answer is written may lose what it carries: nothing tells a
+    server what a client read.)"""
+    address = unique("left")
+    post_all(gateway, address, "one", "two", "three")
+    query = urlencode({"count": 5, "timeout": 5})
+    with socket.create_connection((HOST, gateway.http_port), timeout=5) as raw:
+        raw.sendall(f"GET /messages/{address}?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    # Released messages need not come back in their order.
+    bodies = [message.body for message in receive(gateway.amqp, address, 3)]
+    assert sorted(bodies) == ["one", "three", "two"]
 
 
 # -- backpressure -------------------------------------------------------------------------

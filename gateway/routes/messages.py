@@ -7,14 +7,21 @@ The address is the percent-decoded rest of the path, so ``/messages/%2Fqueue%2Fr
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import itertools
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect, HTTPConnection
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from amqp_core import Message
-from gateway.amqp import GatewayAmqpError
+from gateway.amqp import GatewayAmqpError, StreamMessage, StreamReceiver
+from gateway.idempotency import KeyReused
 from gateway.mapping import (
     MappingError,
     envelopes_from_json,
@@ -67,10 +74,29 @@ class PollResult(BaseModel):
     )
 
 
-def address_of(address: str) -> str:
+def address_of(connection: HTTPConnection, address: str) -> str:
+    """The AMQP address a route's path names: 404 when it names none, 400 when its
+    percent-encoding is not UTF-8 (the server decoded each bad byte to U+FFFD, so that
+    different paths would reach one address)."""
     if not address:
         raise ProblemError(404, "No address", "the path must name an AMQP address")
+    if "\ufffd" in address and not _utf8_path(connection.scope.get("raw_path")):
+        raise ProblemError(
+            400,
+            "Invalid address",
+            "the path's percent-encoded bytes are not UTF-8; encode the address as UTF-8",
+        )
     return address
+
+
+def _utf8_path(raw_path: bytes | None) -> bool:
+    if raw_path is None:  # the server did not say: the decoded path is all there is
+        return True
+    try:
+        unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 BODY_EXAMPLES: dict[str, Any] = {
@@ -98,7 +124,8 @@ SEND_PARAMETERS = [
         "required": False,
         "schema": {"type": "string"},
         "description": "becomes the message id (unless one is given); a retry with this key "
-        "within the window gets the first answer and sends nothing",
+        "within the window gets the first answer and sends nothing; the key with another "
+        "address, Content-Type, amqp-* header or body is a 422",
     },
 ]
 
@@ -125,7 +152,7 @@ async def send_message(address: str, request: Request) -> Any:
     if settle not in ("unsettled", "presettled"):
         raise ProblemError(400, "Bad settle", "settle is unsettled or presettled")
     idempotency_key = request.headers.get("idempotency-key")
-    address = address_of(address)
+    address = address_of(request, address)
     body = await request.body()
     if idempotency_key is None:
         return await _deliver(state, address, request, body, settle, None)
@@ -142,12 +169,24 @@ async def send_message(address: str, request: Request) -> Any:
             problem = Problem(title=error.title, status=error.status, detail=error.detail)
             return problem_response(problem)
 
-    answer, replayed = await state.idempotency.once(
-        idempotency_key,
-        attempt,
-        # Outcomes are final; a 503 or a 504 is worth retrying for real.
-        keep=lambda answer: answer.status_code not in (503, 504),
-    )
+    try:
+        answer, replayed = await state.idempotency.once(
+            idempotency_key,
+            _fingerprint(address, settle, request, body),
+            attempt,
+            # A 503 sent nothing (or the broker did not take it): its retry sends for
+            # real. Every other answer stands: an outcome, and a send in doubt too,
+            # whose retry must not deliver the message a second time.
+            keep=lambda answer: answer.status_code != 503,
+        )
+    except KeyReused:
+        raise ProblemError(
+            422,
+            "Idempotency-Key reused",
+            f"the Idempotency-Key {idempotency_key[:60]!r} was first used with another "
+            "request (another address, settle mode, Content-Type, amqp-* header or body); "
+            "a new message needs a new key",
+        ) from None
     if not replayed:
         return answer
     headers = {
@@ -155,6 +194,21 @@ async def send_message(address: str, request: Request) -> Any:
     }
     headers["Idempotent-Replayed"] = "true"
     return Response(answer.body, answer.status_code, headers, media_type=answer.media_type)
+
+
+def _fingerprint(address: str, settle: str, request: Request, body: bytes) -> bytes:
+    """A digest of what makes the message, which a key is bound to."""
+    digest = hashlib.sha256()
+    mapped = sorted(
+        (name, value)
+        for name, value in request.headers.raw
+        if name == b"content-type" or name.startswith(b"amqp-")
+    )
+    for part in (address.encode(), settle.encode(), *itertools.chain.from_iterable(mapped)):
+        digest.update(len(part).to_bytes(8, "big"))  # so that no two splits read alike
+        digest.update(part)
+    digest.update(body)
+    return digest.digest()
 
 
 async def _serve_send_message(request: Request) -> Response:
@@ -241,35 +295,103 @@ async def _send_batch(
     },
 )
 async def poll_messages(
+    request: Request,
     address: str,
     state: GatewayDep,
     count: Annotated[int, Query(ge=1, description="most messages to take")] = 1,
     timeout: Annotated[float, Query(ge=0, description="seconds to wait for the first")] = 10.0,
     selector: Annotated[str | None, Query(description="JMS selector")] = None,
 ) -> Any:
-    """The messages are accepted (removed from the queue) as they are answered: this is
-    at-most-once. Use a WebSocket with ack=client to acknowledge each one."""
-    address = address_of(address)
+    """The messages are accepted (removed from the queue) once the answer is handed to
+    the connection: at most once. A client that goes away before that takes nothing:
+    what was taken for it goes back to the queue. Use a WebSocket with ack=client to
+    acknowledge each message."""
+    address = address_of(request, address)
     settings = state.settings
     if count > settings.max_poll_count:
         raise ProblemError(400, "Too many", f"count is at most {settings.max_poll_count}")
     if timeout > settings.max_poll_timeout:
         raise ProblemError(400, "Too long", f"timeout is at most {settings.max_poll_timeout:g}")
     stream = await state.amqp.open_receiver(address, selector=selector, credit=count)
-    frames: list[dict[str, Any]] = []
+    client_gone = asyncio.ensure_future(_client_gone(request.receive))
     try:
-        wait = timeout
-        while len(frames) < count:
-            try:
-                received = await stream.receive(timeout=wait)
-            except TimeoutError:
-                break
-            frames.append(stream_frame(received.id, received.message))
-            received.accept()
-            wait = POLL_LINGER
-    finally:
+        taken = await _take(stream, client_gone, count, timeout)
+    except BaseException:
+        client_gone.cancel()
+        await stream.close()  # releases what was taken
+        raise
+    if not taken:
+        client_gone.cancel()
         await stream.close()
-    state.metrics.stream_messages.labels("poll").inc(len(frames))
-    if not frames:
         return Response(status_code=204)
-    return PollResult(messages=frames)
+    frames = [stream_frame(received.id, received.message) for received in taken]
+    return _PollAnswer(PollResult(messages=frames), stream, taken, client_gone, state)
+
+
+async def _client_gone(receive: Receive) -> None:
+    """Return once the client has closed its connection (the server says so by ASGI's
+    http.disconnect)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _take(
+    stream: StreamReceiver, client_gone: asyncio.Future[None], count: int, timeout: float
+) -> list[StreamMessage]:
+    """Up to `count` messages, the first waited for up to `timeout` seconds, the others
+    only while they come in a burst; ClientDisconnect if the client goes away first."""
+    taken: list[StreamMessage] = []
+    wait = timeout
+    while len(taken) < count:
+        receiving = asyncio.ensure_future(stream.receive(timeout=wait))
+        await asyncio.wait((receiving, client_gone), return_when=asyncio.FIRST_COMPLETED)
+        if client_gone.done():
+            # A message that came meanwhile is the stream's, which releases it on close.
+            receiving.cancel()
+            await asyncio.wait((receiving,))
+            if not receiving.cancelled():
+                receiving.exception()  # retrieved: a timeout or a lost broker, moot now
+            raise ClientDisconnect
+        try:
+            taken.append(receiving.result())
+        except TimeoutError:
+            break
+        wait = POLL_LINGER
+    return taken
+
+
+class _PollAnswer(Response):
+    """A long-poll's answer, which settles the messages it carries: accepted once it is
+    handed to the connection, released if the client went away first. A client that goes
+    away while the answer travels may lose them: HTTP never says what a client read."""
+
+    def __init__(
+        self,
+        result: PollResult,
+        stream: StreamReceiver,
+        taken: list[StreamMessage],
+        client_gone: asyncio.Future[None],
+        state: Gateway,
+    ) -> None:
+        super().__init__(result.model_dump_json().encode(), media_type="application/json")
+        self._stream = stream
+        self._taken = taken
+        self._client_gone = client_gone
+        self._state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await asyncio.sleep(0)  # a disconnect the server has seen reaches the watcher
+            gone = self._client_gone.done()
+            # A send to a client already gone returns as if it had written (uvicorn's
+            # does): the disconnect, seen before or while it waited, says nothing was.
+            # Not after: the response's end looks like a disconnect to the watcher.
+            await super().__call__(scope, receive, send)
+            if gone or self._client_gone.done():
+                return  # the stream's close releases the messages
+            for received in self._taken:
+                received.accept()
+            self._state.metrics.stream_messages.labels("poll").inc(len(self._taken))
+        finally:
+            self._client_gone.cancel()
+            await self._stream.close()

@@ -44,7 +44,7 @@ async def call_service(
         float | None, Header(gt=0, description="seconds to wait for the reply")
     ] = None,
 ) -> Any:
-    address = address_of(address)
+    address = address_of(request, address)
     settings = state.settings
     wait = request_timeout or timeout or settings.request_timeout
     if wait > settings.max_request_timeout:

@@ -109,7 +109,7 @@ async def websocket_stream(
     try:
         window = _credit(state, credit)
         stream = await state.amqp.open_receiver(
-            address_of(address), selector=selector, browse=browse, credit=window
+            address_of(websocket, address), selector=selector, browse=browse, credit=window
         )
     except (ProblemError, GatewayAmqpError) as error:
         await _close_with_problem(websocket, error)
@@ -253,7 +253,7 @@ async def sse_stream(
         )
     window = _credit(state, credit)
     stream = await state.amqp.open_receiver(
-        address_of(address), selector=selector, browse=browse, credit=window
+        address_of(request, address), selector=selector, browse=browse, credit=window
     )
     return StreamingResponse(
         _events(stream, state, window),
