@@ -1650,6 +1650,54 @@ def test_a_thousand_sessions_begun_and_ended_leave_no_trace(client_kind, server_
     assert client.connection.state == LOCAL_ACTIVE | REMOTE_ACTIVE
 
 
+def answer_late(peer: Peer, wire: Wire) -> None:
+    """Answer everything the other end did, as an application that was slow to: first
+    end what it ended, then begin what it began (Proton's engine cannot begin a session
+    in the same output pass that frees the channel it needs)."""
+    events = peer.events()
+    for event in events:
+        if event.name == "SESSION_REMOTE_CLOSE" and not event.context.state & LOCAL_CLOSED:
+            event.context.close()
+    wire.pump()
+    answer_opens(peer, events)
+    wire.pump()
+
+
+@pytest.mark.parametrize("server_kind", ["ours", "proton"])
+def test_a_channel_is_taken_again_only_once_the_peer_ended_its_session(server_kind):
+    """Sessions whose begin the peer was slow to answer are given up (ended at once) and
+    a new session opens. The channel of a session we ended is free again only once the
+    peer's end came too (spec 2.5.5): taken at our end, the freed channel carried Begin
+    and End pairs in a row, the peer's late begin answered the wrong session, and the
+    next one closed the whole connection with "begin answers unknown channel 1"."""
+    client = OurPeer()
+    server = make_peer(server_kind, "server", channel_max=1)
+    wire = connect(client, server)
+    stream, _ = open_link(wire, "receiver", "stream")  # its session has channel 0
+    server.events()
+    given_up = [client.connection.session() for _ in range(3)]
+    for session in given_up:
+        session.open()
+    wire.pump()  # the first takes channel 1; the server's application does not answer
+    for session in given_up:
+        session.close()
+    fresh = client.connection.session()
+    fresh.open()
+    wire.pump()
+    for _ in range(10):
+        answer_late(server, wire)
+        if fresh.state & REMOTE_ACTIVE:
+            break
+    assert client.transport.condition is None
+    assert server.transport.condition is None
+    assert fresh.state == LOCAL_ACTIVE | REMOTE_ACTIVE
+    assert stream.session.state == LOCAL_ACTIVE | REMOTE_ACTIVE
+    assert stream.state == LOCAL_ACTIVE | REMOTE_ACTIVE
+    assert all(session.state & LOCAL_CLOSED for session in given_up)
+    # Every begin answered ours: no session appeared that the peer began on its own.
+    assert client.connection.sessions() == [stream.session, fresh]
+
+
 @pytest.mark.parametrize("first", ["client", "server", "both"])
 @pytest.mark.parametrize("other_kind", ["ours", "proton"])
 def test_a_link_detached_by_either_side_is_forgotten_at_both(first, other_kind):

@@ -757,12 +757,21 @@ class Transport:
             session._flow_needed = False
             self._write(channel, self._session_flow(session))
         if session._local == _LOCAL_CLOSED:
+            if session._remote == _REMOTE_UNINIT:
+                # The peer has not answered our begin yet, and its answer names our
+                # channel: end once it came (_on_begin marks us), so that the channel is
+                # not taken by another session first and the answer go to that one.
+                return False
             error = session.condition.to_spec() if session.condition else None
             self._write(channel, spec.End(error=error))
             session._end_sent = True
+            # Nothing the peer sends from now on names our channel: it is free.
             del self._local_channels[channel]
+            connection = session.connection
             if session._remote == _REMOTE_CLOSED:
-                session.connection._forget_session(session)
+                connection._forget_session(session)
+            if connection._dirty:
+                connection._wake()  # sessions waiting for a channel may have one now
             return False
         return remaining
 
