@@ -9,6 +9,7 @@ changes (credit top-ups, settlements) leave in few frames.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -36,6 +37,7 @@ __all__ = [
     "Disposition",
     "Endpoint",
     "Link",
+    "NumberPool",
     "Receiver",
     "Sender",
     "Session",
@@ -80,6 +82,31 @@ class Condition:
         if error is None:
             return None
         return cls(str(error.condition), error.description, error.info)
+
+
+class NumberPool:
+    """Hands out the lowest free number (a channel, a handle) in O(log n): numbers given
+    back wait in a heap, and past them the pool counts up."""
+
+    __slots__ = ("_returned", "_next")
+
+    def __init__(self) -> None:
+        self._returned: list[int] = []
+        self._next = 0
+
+    def take(self, limit: int) -> int | None:
+        """The lowest free number up to `limit`, or None if all are taken."""
+        returned = self._returned
+        if returned and returned[0] <= limit:
+            return heapq.heappop(returned)
+        number = self._next
+        if number > limit:
+            return None
+        self._next = number + 1
+        return number
+
+    def give_back(self, number: int) -> None:
+        heapq.heappush(self._returned, number)
 
 
 class Endpoint:
@@ -252,6 +279,14 @@ class Session(Endpoint):
         self._dirty_links: dict[Link, None] = {}
         self._flow_needed = False
         self._local_handles: dict[int, Link] = {}
+        self._handle_numbers = NumberPool()
+        # Links that wait for a handle under the peer's handle-max, oldest first.
+        self._waiting_for_handle: dict[Link, None] = {}
+        # Our links whose peer has not attached yet, by (name, is_sender): the peer's
+        # attach finds its link here, not by a search through every link.
+        self._awaiting_attach: dict[tuple[str, bool], Link] = {}
+        # Senders held back by the peer's session window, woken when it opens again.
+        self._blocked_senders: dict[Link, None] = {}
         self._remote_handles: dict[int, Link] = {}
         self._remote_handle_max = 2**32 - 1
 
@@ -288,6 +323,7 @@ class Session(Endpoint):
     def _new_link(self, cls: type[Link], name: str) -> Any:
         link = cls(self, name)
         self._links[link] = None
+        self._awaiting_attach.setdefault((name, link.is_sender), link)
         self._put_for(link, Event.LINK_INIT)
         return link
 
@@ -310,6 +346,13 @@ class Session(Endpoint):
         of them finds nothing, as for any unknown delivery-id."""
         self._links.pop(link, None)
         self._dirty_links.pop(link, None)
+        self._waiting_for_handle.pop(link, None)
+        self._blocked_senders.pop(link, None)
+        key = (link.name, link.is_sender)
+        if self._awaiting_attach.get(key) is link:
+            del self._awaiting_attach[key]
+        if not link.unsettled_count:
+            return  # nothing of it in the maps below: skip looking through them
         for unsettled in (self._outgoing_unsettled, self._incoming_unsettled):
             if unsettled:
                 for delivery_id in [key for key, d in unsettled.items() if d._link is link]:
