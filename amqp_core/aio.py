@@ -154,7 +154,15 @@ class _AsyncLink:
         pass
 
     async def _wait_open(self, timeout: float | None) -> None:
-        await _bounded(self._open, timeout, f"attaching link {self.link.name}")
+        try:
+            await _bounded(self._open, timeout, f"attaching link {self.link.name}")
+        except BaseException:
+            # Given up (a timeout, a cancellation) or refused: the link must not attach
+            # later unseen, nor stay among the connection's links.
+            if self.link._local != Endpoint.LOCAL_CLOSED:
+                self.link.close()
+            self._connection._links.discard(self)
+            raise
         if self.link._remote == Endpoint.REMOTE_CLOSED:
             raise self.error or LinkException(f"link {self.link.name} was refused")
 

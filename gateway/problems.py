@@ -22,6 +22,7 @@ from gateway.amqp import (
     RequestNotAccepted,
     RequestTimeout,
     SendTimeout,
+    StreamInterrupted,
 )
 from gateway.mapping import MappingError
 
@@ -141,6 +142,15 @@ def outcome_problem(address: str, outcome: Outcome) -> ProblemError:
 
 def amqp_problem(error: GatewayAmqpError) -> ProblemError:
     """The answer to an error of the gateway's AMQP side."""
+    if isinstance(error, StreamInterrupted):
+        condition = error.condition.name if error.condition is not None else None
+        return ProblemError(
+            503,
+            "Stream interrupted",
+            str(error),
+            condition=condition,
+            headers={"Retry-After": RETRY_AFTER},
+        )
     if isinstance(error, BrokerUnavailable):
         return ProblemError(
             503, "Broker unavailable", str(error), headers={"Retry-After": RETRY_AFTER}

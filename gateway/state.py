@@ -38,7 +38,9 @@ class Gateway:
                 BrokerConfig(address=settings.amqp_listen, data_dir=settings.data_dir)
             )
             await self.broker.start()
-            self.amqp = AmqpClient(AmqpClientConfig(url=self.broker.url))
+            # amqp_core's broker detaches a link it refuses, never the whole session:
+            # no need to try addresses alone first.
+            self.amqp = AmqpClient(AmqpClientConfig(url=self.broker.url, probe_addresses=False))
         await self.amqp.start()
         if self.broker is not None:
             # Our own broker answers at once: be connected before the first request.
