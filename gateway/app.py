@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.router.routes.extend(messages.served_routes)
+    app.router.routes.extend([*messages.served_routes, *streams.served_routes])
     for module in (messages, streams, requests, ops):
         app.include_router(module.router)
 

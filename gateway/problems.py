@@ -143,12 +143,11 @@ def outcome_problem(address: str, outcome: Outcome) -> ProblemError:
 def amqp_problem(error: GatewayAmqpError) -> ProblemError:
     """The answer to an error of the gateway's AMQP side."""
     if isinstance(error, StreamInterrupted):
-        condition = error.condition.name if error.condition is not None else None
         return ProblemError(
             503,
             "Stream interrupted",
             str(error),
-            condition=condition,
+            condition=error.condition.name if error.condition is not None else None,
             headers={"Retry-After": RETRY_AFTER},
         )
     if isinstance(error, BrokerUnavailable):

@@ -5,6 +5,11 @@ Each stream is one AMQP receiver whose credit window is the most messages in fli
 the client and not acknowledged by it, so a slow client holds the broker back, not the
 gateway's memory. Closing the stream releases what the client had not acknowledged back
 to the queue. The frame format and the acknowledgement protocol are in the README.
+
+The WebSocket is served by a plain Starlette route (`served_routes`, put ahead of the
+FastAPI router by `create_app`): an idle stream holds its handler's frames for as long
+as it is open, and FastAPI's dependency machinery would keep some 8 KiB more of them
+for each of 10,000 streams. OpenAPI cannot describe a WebSocket in any case.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
+from starlette.datastructures import QueryParams
+from starlette.routing import WebSocketRoute
 
 from gateway.amqp import (
     OUTCOME_NAMES,
@@ -72,21 +79,40 @@ async def _counted(state: Gateway, kind: str, credit: int) -> AsyncIterator[None
         metrics.stream_credit.dec(credit)
 
 
-@router.websocket("/streams/{address:path}")
-async def websocket_stream(
-    websocket: WebSocket,
-    address: str,
-    selector: SelectorQuery = None,
-    browse: BrowseQuery = False,
-    credit: CreditQuery = None,
-    ack: Ack = "auto",
-) -> None:
+#: How the query's `browse` may be written (as FastAPI reads a bool).
+TRUE_WORDS = {"1", "true", "yes", "on", "t", "y"}
+FALSE_WORDS = {"0", "false", "no", "off", "f", "n"}
+
+
+def _websocket_options(query: QueryParams) -> tuple[str | None, bool, int | None, Ack]:
+    """selector, browse, credit and ack from the WebSocket's query; ProblemError (400)
+    for a value that is not one."""
+    browse = query.get("browse", "false").lower()
+    if browse not in TRUE_WORDS | FALSE_WORDS:
+        raise ProblemError(400, "Bad browse", "browse is true or false")
+    credit_text = query.get("credit")
+    credit = None
+    if credit_text is not None:
+        if not credit_text.isdigit() or int(credit_text) < 1:
+            raise ProblemError(400, "Bad credit", "credit is a whole number of at least 1")
+        credit = int(credit_text)
+    ack: Ack = "client" if query.get("ack", "auto") == "client" else "auto"
+    if query.get("ack", "auto") not in ("auto", "client"):
+        raise ProblemError(400, "Bad ack", "ack is auto or client")
+    return query.get("selector"), browse in TRUE_WORDS, credit, ack
+
+
+async def websocket_stream(websocket: WebSocket) -> None:
+    """GET /streams/{address} upgraded to a WebSocket: query options selector, browse,
+    credit, ack (auto or client); the protocol is in the README."""
     state = gateway_of(websocket)
     await websocket.accept()
     try:
+        selector, browse, credit, ack = _websocket_options(websocket.query_params)
         window = _credit(state, credit)
+        address = address_of(websocket.path_params["address"])
         stream = await state.amqp.open_receiver(
-            address_of(address), selector=selector, browse=browse, credit=window
+            address, selector=selector, browse=browse, credit=window
         )
     except (ProblemError, GatewayAmqpError) as error:
         await _close_with_problem(websocket, error)
@@ -137,6 +163,11 @@ async def _read_acks(websocket: WebSocket, stream: StreamReceiver) -> None:
             await websocket.send_text(
                 json.dumps({"error": {"title": "Bad ack", "detail": str(error)}})
             )
+
+
+#: The WebSocket as it is served: a plain Starlette route that `create_app` puts ahead of
+#: `router` (see the module's docstring).
+served_routes = [WebSocketRoute("/streams/{address:path}", websocket_stream)]
 
 
 def _parse_ack(text: str) -> tuple[int, Any]:
