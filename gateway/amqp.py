@@ -516,7 +516,7 @@ class _ReplyRouter:
 
 #: Channels of the connection kept for sessions other than the streams' shared ones:
 #: the senders' default session, the reply receiver's, and the address probes'.
-PROBE_SESSIONS = 8
+PROBE_SESSIONS = 32
 OTHER_SESSIONS = 2 + PROBE_SESSIONS
 
 
@@ -608,11 +608,11 @@ class _StreamSessions:
                     credit=0,
                     name=self.link_name("probe"),
                     options=options,
-                    timeout=self._attach_timeout,
+                    timeout=None,  # the caller bounds it
                     session=session,
                 )
                 await receiver.close()
-            except BaseException as error:
+            except (LinkException, ConnectionException) as error:
                 raise _attach_failed(address, error, self._attach_timeout) from None
             finally:
                 session.close()
@@ -624,7 +624,7 @@ def _usable(session: Session) -> bool:
     return bool(state & Endpoint.LOCAL_ACTIVE) and not state & Endpoint.REMOTE_CLOSED
 
 
-def _attach_failed(address: str, error: BaseException, timeout: float) -> BaseException:
+def _attach_failed(address: str, error: Exception, timeout: float) -> GatewayAmqpError:
     """What a stream's client is told when its receiver's attach fails with `error`."""
     if isinstance(error, LinkException):
         return AddressRefused(address, getattr(error, "condition", None))
@@ -633,9 +633,7 @@ def _attach_failed(address: str, error: BaseException, timeout: float) -> BaseEx
             f"the broker did not answer the attach of a receiver from {address!r} within "
             f"{timeout:g} s"
         )
-    if isinstance(error, ConnectionException):
-        return BrokerUnavailable(f"lost the connection to the broker: {error}")
-    return error
+    return BrokerUnavailable(f"lost the connection to the broker: {error}")
 
 
 class StreamMessage:
@@ -1042,21 +1040,29 @@ class AmqpClient:
             options.append(Selector(selector))
         if browse:
             options.append(Copy())
-        if self.config.probe_addresses:
-            await sessions.probe(address, options)
-        session = sessions.take()
+        timeout = self.config.attach_timeout
         try:
-            receiver = await connection.open_receiver(
-                address,
-                credit=credit,
-                name=sessions.link_name("stream"),
-                options=options,
-                timeout=self.config.attach_timeout,
-                session=session,
-            )
-        except BaseException as error:
-            sessions.release(session)
-            raise _attach_failed(address, error, self.config.attach_timeout) from None
+            # One bound for all of it: a turn for a probe, the probe, the attach.
+            async with asyncio.timeout(timeout):
+                if self.config.probe_addresses:
+                    await sessions.probe(address, options)
+                session = sessions.take()
+                try:
+                    receiver = await connection.open_receiver(
+                        address,
+                        credit=credit,
+                        name=sessions.link_name("stream"),
+                        options=options,
+                        timeout=None,
+                        session=session,
+                    )
+                except BaseException:
+                    sessions.release(session)
+                    raise
+        except TimeoutError:
+            raise _attach_failed(address, Timeout(), timeout) from None
+        except (LinkException, ConnectionException) as error:
+            raise _attach_failed(address, error, timeout) from None
         stream = StreamReceiver(self, receiver, address, lambda: sessions.release(session))
         self._streams.add(stream)
         return stream

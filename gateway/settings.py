@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     send_timeout: float = Field(
         10.0, gt=0, description="seconds to wait for the broker's outcome of a POST (504 after)"
     )
+    attach_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a stream or long-poll waits for the broker to attach its "
+        "receiver (503 after)",
+    )
     request_timeout: float = Field(
         30.0, gt=0, description="default seconds to wait for a reply to POST /requests"
     )
