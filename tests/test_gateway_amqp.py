@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from processes import free_port
@@ -35,6 +36,7 @@ from gateway.amqp import (
     EmbeddedBrokerError,
     RequestTimeout,
     SendTimeout,
+    StreamInterrupted,
     UnknownMessageId,
 )
 
@@ -677,6 +679,52 @@ async def test_rabbitmq_gets_a_named_reply_queue(
     finally:
         answering.cancel()
         await service.close()
+
+
+async def rabbit_streams(client: AmqpClient, count: int) -> tuple[list[str], list[Any]]:
+    """`count` streams from fresh RabbitMQ queues, sharing the client's sessions."""
+    addresses = [f"/queue/gateway-shared-{uuid4().hex[:8]}" for _ in range(count)]
+    return addresses, [await client.open_receiver(address) for address in addresses]
+
+
+async def test_on_rabbitmq_a_bad_address_tried_alone_ends_no_one_elses_stream(
+    rabbitmq: RabbitMQ, make_client: MakeClient
+) -> None:
+    """RabbitMQ ends a whole session over an attach to a missing queue: the gateway
+    tries each address on a session of its own first, so that the streams sharing a
+    session with the new one never see it."""
+    client = await make_client(rabbitmq.url)
+    addresses, streams = await rabbit_streams(client, 3)
+    with pytest.raises(AddressRefused, match="amqp:not-found"):
+        await client.open_receiver("/amq/queue/no-such-queue")
+    for address in addresses:
+        assert (await client.send(address, Message(body=address))).accepted
+    for address, stream in zip(addresses, streams, strict=True):
+        received = await stream.receive(timeout=RUN_TIMEOUT)
+        assert received.message.body == address
+        received.accept()
+
+
+async def test_on_rabbitmq_the_streams_of_a_session_it_ended_are_told_and_open_again(
+    rabbitmq: RabbitMQ, make_client: MakeClient
+) -> None:
+    """Without trying addresses alone, the same bad attach ends the session its
+    neighbours share: each of them ends with StreamInterrupted (not AddressRefused: the
+    address was not theirs), and opened again it gets its messages."""
+    client = await make_client(rabbitmq.url, probe_addresses=False)
+    addresses, streams = await rabbit_streams(client, 3)
+    with pytest.raises(AddressRefused, match="amqp:not-found"):
+        await client.open_receiver("/amq/queue/no-such-queue")
+    for stream in streams:
+        with pytest.raises(StreamInterrupted, match="open the stream again"):
+            await stream.receive(timeout=RUN_TIMEOUT)
+        await stream.close()
+    for address in addresses:
+        again = await client.open_receiver(address)
+        assert (await client.send(address, Message(body="again"))).accepted
+        received = await again.receive(timeout=RUN_TIMEOUT)
+        assert received.message.body == "again"
+        received.accept()
 
 
 # -- streams ------------------------------------------------------------------------------
