@@ -584,7 +584,12 @@ async def _wait(waiter: asyncio.Future[None], timeout: float | None, what: str) 
     """Wait for a wake-up `waiter`; if the wait ends without it (timeout, cancellation),
     cancel it, so that the next wake-up goes to a waiter that is still there."""
     try:
-        await _bounded(waiter, timeout, what)
+        if timeout is None:
+            # The waiter is this wait's alone: no shield or timer needed, and an idle
+            # receiver (a stream) holds only this frame while it waits.
+            await waiter
+        else:
+            await _bounded(waiter, timeout, what)
     finally:
         if not waiter.done():
             waiter.cancel()

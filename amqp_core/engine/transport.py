@@ -499,7 +499,7 @@ class Transport:
             delivery.message_format = body.message_format or 0
             link._link_credit = max(0, link._link_credit - 1)
             link.delivery_count = (link.delivery_count + 1) & _UINT_MASK
-            link._deliveries.append(delivery)
+            link._queue(delivery)
             if link.current is None:
                 link.current = delivery
             if body.settled:

@@ -20,7 +20,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import QueryParams
 from starlette.routing import WebSocketRoute
@@ -118,18 +118,31 @@ async def websocket_stream(websocket: WebSocket) -> None:
         await _close_with_problem(websocket, error)
         return
     async with _counted(state, "websocket", window):
+        # This task reads the client's acknowledgements; one more sends the messages.
+        # (A third, to wait for both, would cost every idle stream its frames.)
+        reader = asyncio.current_task()
+        assert reader is not None
+        closing = False
+
+        def stop_reading(finished: asyncio.Task[None]) -> None:
+            if not closing:
+                reader.cancel()  # the stream ended (the broker closed it, or went away)
+
         sending = asyncio.create_task(_forward(websocket, stream, state, ack == "auto" or browse))
-        reading = asyncio.create_task(_read_acks(websocket, stream))
+        sending.add_done_callback(stop_reading)
         try:
-            done, _ = await asyncio.wait({sending, reading}, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                failure = task.exception()
-                if isinstance(failure, GatewayAmqpError):
-                    await _close_with_problem(websocket, failure)
+            await _read_acks(websocket, stream)
+        except asyncio.CancelledError:
+            if not sending.done():
+                raise  # cancelled from outside: the server is shutting down
+            reader.uncancel()
         finally:
-            for task in (sending, reading):
-                task.cancel()
-            await asyncio.gather(sending, reading, return_exceptions=True)
+            closing = True
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
+            failure = None if sending.cancelled() else sending.exception()
+            if isinstance(failure, GatewayAmqpError):
+                await _close_with_problem(websocket, failure)
             await stream.close()
             with contextlib.suppress(Exception):
                 await websocket.close(CLOSE_GOING_AWAY)
@@ -153,11 +166,13 @@ async def _read_acks(websocket: WebSocket, stream: StreamReceiver) -> None:
     """Settle what the client acknowledges; answer a bad acknowledgement with an error
     frame and go on."""
     while True:
-        try:
-            text = await websocket.receive_text()
-        except WebSocketDisconnect:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
             return
         try:
+            text = message.get("text")
+            if text is None:
+                raise ValueError('acknowledgements are text frames: {"ack": <id>}')
             stream.settle(*_parse_ack(text))
         except (ValueError, UnknownMessageId) as error:
             await websocket.send_text(
