@@ -88,6 +88,17 @@ class Settings(BaseSettings):
         10_000, ge=0, description="most Idempotency-Keys remembered at a time"
     )
     sse_keepalive: float = Field(15.0, gt=0, description="seconds between SSE keep-alive comments")
+    ws_ping_interval: float = Field(
+        20.0,
+        gt=0,
+        description="seconds between WebSocket pings; a client that does not answer one "
+        "within as long again is dropped and its stream closed",
+    )
+    ws_compression: bool = Field(
+        False,
+        description="accept permessage-deflate from WebSocket clients (browsers offer it): "
+        "about 34 KiB more per stream for the compressor's state",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed by CORS (none by default; * for any)"
     )

@@ -280,3 +280,34 @@ def test_a_thousand_streams_whose_attach_never_completes_leave_nothing_behind(
 
         asyncio.run(run())
         assert_idle(gateway)
+
+
+def test_a_client_that_stops_answering_pings_loses_its_stream(tmp_path: Path) -> None:
+    """Keepalive still finds dead clients: a socket that completed the upgrade and then
+    went silent (no pong, no close) is dropped after --ws-ping-interval and as long
+    again, and its stream closed; a client that answers pings keeps its stream."""
+    with GatewayServer(tmp_path, "--ws-ping-interval", "0.5", "--log-level", "warning") as gateway:
+        silent = socket.create_connection(("127.0.0.1", gateway.http_port), timeout=10)
+        upgrade = (
+            f"GET /streams/{unique('silent')} HTTP/1.1\r\nHost: gateway\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        silent.sendall(upgrade.encode())
+        assert b" 101 " in silent.recv(4096)
+
+        async def run() -> None:
+            async with httpx.AsyncClient(base_url=gateway.url, timeout=30, trust_env=False) as http:
+                (alive,) = await open_streams(
+                    "127.0.0.1", gateway.http_port, [stream_path(unique("alive"))]
+                )
+                await wait_for_streams(http, 2)
+                await asyncio.sleep(3)  # several ping intervals
+                await wait_for_streams(http, 1)
+                assert not alive.closed.done(), alive.closed.result()
+                await close_all([alive])
+
+        try:
+            asyncio.run(run())
+        finally:
+            silent.close()
