@@ -35,7 +35,7 @@ Sessions: a stream is a link, not a session. The senders share the connection's 
 session and the reply receiver has one of its own; the streams' receivers share
 sessions of `links_per_session` links each (`_StreamSessions`), so that the streams a
 gateway holds are bounded by its memory, not by the broker's channel-max (255 sessions
-on RabbitMQ and on amqp_core's broker: at 256 links a session, some 60,000 streams on
+on RabbitMQ and on amqp_core's broker: at 256 links a session, some 56,000 streams on
 the one connection). A broker may end a whole session over one link's error (RabbitMQ
 3 does, for an attach to a missing queue or exchange): then every stream on it ends
 with `StreamInterrupted`, and its client opens it again. So that one client's bad

@@ -28,6 +28,7 @@ from amqp_core.handlers import MessagingHandler
 from amqp_core.reactor import Container
 from amqp_core.sslconfig import SSLDomain
 from gateway.amqp import (
+    OTHER_SESSIONS,
     AddressRefused,
     AmqpClient,
     AmqpClientConfig,
@@ -782,6 +783,35 @@ async def test_closing_a_stream_releases_what_its_client_did_not_settle(
     with pytest.raises(TimeoutError):
         await second.receive(timeout=0.3)
     await second.close()
+
+
+async def test_streams_share_sessions_and_the_last_one_that_fits_is_refused_at_once(
+    broker: EmbeddedBroker, make_client: MakeClient
+) -> None:
+    """Streams fill sessions of `links_per_session` links; once the connection's
+    channels are all used (channel-max 255, less those kept for the senders, the
+    replies and the probes), one more stream is refused at once (503), not queued.
+    A stream closed makes room again, and sessions left empty are ended."""
+    client = await make_client(broker.url, links_per_session=2)
+    channels = 255 + 1 - OTHER_SESSIONS
+    streams = [await client.open_receiver(f"full-{n}") for n in range(2 * channels)]
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable, match="as many streams as its AMQP connection"):
+        await client.open_receiver("one-too-many")
+    assert time.monotonic() - started < 1.0
+    await streams.pop().close()
+    extra = await client.open_receiver("fits-again")
+    await fill(client, "fits-again", 1)
+    received = await extra.receive(timeout=RUN_TIMEOUT)
+    received.accept()
+    for stream in [*streams, extra]:
+        await stream.close()
+    connection = client._connection
+    assert connection is not None
+    await eventually(
+        lambda: len(connection.connection.sessions()) <= 3,
+        "the empty sessions ended (the senders', the replies' and one with room are left)",
+    )
 
 
 async def test_streams_with_a_selector_and_browsing(
