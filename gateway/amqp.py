@@ -1029,7 +1029,9 @@ class AmqpClient:
         """A stream of the messages at `address`, at most `credit` in flight or unsettled
         at a time. `selector` (JMS/SQL syntax) keeps only matching messages; `browse`
         receives copies and leaves the messages where they are (distribution-mode copy).
-        AddressRefused when the broker refuses the link (a bad selector, say)."""
+        AddressRefused when the broker refuses the link (a bad selector, say);
+        BrokerUnavailable when not connected, when the receiver is not attached within
+        `attach_timeout`, or when the connection carries as many streams as it can."""
         if credit < 1:
             raise ValueError(f"credit must be at least 1, not {credit}")
         connection, _ = self._require_connection()
