@@ -1717,12 +1717,14 @@ def answer_late(peer: Peer, wire: Wire) -> None:
 
 
 @pytest.mark.parametrize("server_kind", ["ours", "proton"])
-def test_a_channel_is_taken_again_only_once_the_peer_ended_its_session(server_kind):
-    """Sessions whose begin the peer was slow to answer are given up (ended at once) and
-    a new session opens. The channel of a session we ended is free again only once the
-    peer's end came too (spec 2.5.5): taken at our end, the freed channel carried Begin
-    and End pairs in a row, the peer's late begin answered the wrong session, and the
-    next one closed the whole connection with "begin answers unknown channel 1"."""
+def test_a_channel_is_taken_again_only_once_the_peer_answered_its_begin(server_kind):
+    """Sessions whose begin the peer was slow to answer are given up (closed) and a new
+    session opens. The peer's answering begin names our channel (spec 2.7.2,
+    remote-channel): a session we close before that answer ends only once it came, and
+    its channel is free only then. Freed at our end, the channel carried Begin and End
+    pairs in a row, the late answer went to the wrong session, and the next one closed
+    the whole connection with "begin answers unknown channel 1"; and a channel given
+    back must wake a session waiting for one without any other write."""
     client = OurPeer()
     server = make_peer(server_kind, "server", channel_max=1)
     wire = connect(client, server)
