@@ -158,7 +158,15 @@ class _AsyncLink:
         pass
 
     async def _wait_open(self, timeout: float | None) -> None:
-        await _bounded(self._open, timeout, f"attaching link {self.link.name}")
+        try:
+            await _bounded(self._open, timeout, f"attaching link {self.link.name}")
+        except BaseException:
+            # Given up (a timeout, a cancellation) or refused: the link must not attach
+            # later unseen, nor stay among the connection's links.
+            if self.link._local != Endpoint.LOCAL_CLOSED:
+                self.link.close()
+            self._connection._links.discard(self)
+            raise
         if self.link._remote == Endpoint.REMOTE_CLOSED:
             raise self.error or LinkException(f"link {self.link.name} was refused")
 
@@ -296,7 +304,8 @@ class AsyncReceiver(_AsyncLink):
         super().__init__(connection, link)
         self.credit_window = credit
         self._ready: deque[ReceivedMessage] = deque()
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        # Usually one (an idle stream's) or none: a list costs a tenth of a deque.
+        self._waiters: list[asyncio.Future[None]] = []
         self._unsettled = 0
 
     @property
@@ -343,7 +352,7 @@ class AsyncReceiver(_AsyncLink):
         self._unsettled += 1
         self._ready.append(ReceivedMessage(self, message, delivery))
         while self._waiters:
-            waiter = self._waiters.popleft()
+            waiter = self._waiters.pop(0)
             if not waiter.done():
                 waiter.set_result(None)
                 break
@@ -593,7 +602,12 @@ async def _wait(waiter: asyncio.Future[None], timeout: float | None, what: str) 
     """Wait for a wake-up `waiter`; if the wait ends without it (timeout, cancellation),
     cancel it, so that the next wake-up goes to a waiter that is still there."""
     try:
-        await _bounded(waiter, timeout, what)
+        if timeout is None:
+            # The waiter is this wait's alone: no shield or timer needed, and an idle
+            # receiver (a stream) holds only this frame while it waits.
+            await waiter
+        else:
+            await _bounded(waiter, timeout, what)
     finally:
         if not waiter.done():
             waiter.cancel()

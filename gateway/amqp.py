@@ -27,23 +27,29 @@ not there. The routes use it like this:
   that refuses dynamic receivers (RabbitMQ answers amqp:not-implemented) gets a named
   reply queue instead, `gateway-replies-<uuid>` (or `AmqpClientConfig.reply_address`).
 - `open_receiver` gives a `StreamReceiver`: one AMQP receiver (one WebSocket or SSE
-  stream) that never has more than `credit` messages in flight or unsettled. Credit is
-  granted again only as messages are settled, so a slow client holds back the broker,
-  not the gateway's memory.
+  stream, or a long-poll) that never has more than `credit` messages in flight or
+  unsettled. Credit is granted again only as messages are settled, so a slow client
+  holds back the broker, not the gateway's memory.
 
-Sessions: the senders share the connection's default session; the reply receiver and
-each stream have a session of their own, because a broker may end a whole session over
-one link's error (RabbitMQ does), and one client's bad address must not take the others'
-links down with it.
+Sessions: a stream is a link, not a session. The senders share the connection's default
+session and the reply receiver has one of its own; the streams' receivers share
+sessions of `links_per_session` links each (`_StreamSessions`), so that the streams a
+gateway holds are bounded by its memory, not by the broker's channel-max (255 sessions
+on RabbitMQ and on amqp_core's broker: at 256 links a session, some 56,000 streams on
+the one connection). A broker may end a whole session over one link's error (RabbitMQ
+3 does, for an attach to a missing queue or exchange): then every stream on it ends
+with `StreamInterrupted`, and its client opens it again. So that one client's bad
+address cannot do that to the others, `probe_addresses` first tries each address on a
+session of its own, without credit, before the stream's receiver joins a shared one.
 
 `EmbeddedBroker` runs amqp_core's broker in the running event loop (uvicorn's), for a
 gateway started without --amqp-url; the gateway's `AmqpClient` then connects to it at
 `EmbeddedBroker.url`, where the tutorial's programs meet it too.
 
 Every error is a `GatewayAmqpError` whose text says what happened and what to do:
-`BrokerUnavailable` (HTTP 503: nothing was sent, a retry is safe), `SendInDoubt` and
-`SendTimeout` (504: the message was sent and its outcome is unknown), `RequestTimeout`
-(504),
+`BrokerUnavailable` (HTTP 503: nothing was sent, a retry is safe; `StreamInterrupted` is
+one), `SendInDoubt` and `SendTimeout` (504: the message was sent and its outcome is
+unknown), `RequestTimeout` (504),
 `AddressRefused` (by its AMQP condition: 404, 403, 400 ...), `RequestNotAccepted` (as a
 send's outcome), `UnknownMessageId` (a stream acknowledgement for no message),
 `EmbeddedBrokerError` (the gateway cannot start).
@@ -62,7 +68,16 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from amqp_core import Condition, ConnectionException, LinkException, Message, Timeout, aio
+from amqp_core import (
+    Condition,
+    ConnectionException,
+    Endpoint,
+    LinkException,
+    Message,
+    Session,
+    Timeout,
+    aio,
+)
 from amqp_core.aio import AsyncConnection, AsyncReceiver, AsyncSender, Outcome, ReceivedMessage
 from amqp_core.broker.queues import AddressStats
 from amqp_core.broker.server import Broker, BrokerConfig
@@ -84,6 +99,7 @@ __all__ = [
     "RequestTimeout",
     "SendInDoubt",
     "SendTimeout",
+    "StreamInterrupted",
     "StreamMessage",
     "StreamReceiver",
     "UnknownMessageId",
@@ -106,6 +122,21 @@ class GatewayAmqpError(Exception):
 class BrokerUnavailable(GatewayAmqpError):
     """Not connected to the broker: it is down or unreachable, refused the connection,
     or the connection was lost during the operation. Retry later (HTTP 503)."""
+
+
+class StreamInterrupted(BrokerUnavailable):
+    """The broker ended the AMQP session that carried this stream's receiver along with
+    others' (RabbitMQ ends a whole session over one link's error): open the stream
+    again (HTTP 503, WebSocket close code 1013)."""
+
+    def __init__(self, address: str, condition: Condition | None) -> None:
+        reason = f" ({condition})" if condition is not None else ""
+        super().__init__(
+            f"the broker ended the AMQP session that carried the stream from {address!r}"
+            f"{reason}; other streams shared it: open the stream again"
+        )
+        self.address = address
+        self.condition = condition
 
 
 class SendInDoubt(GatewayAmqpError):
@@ -219,6 +250,14 @@ class AmqpClientConfig:
     #: gateway's own: replies are matched by correlation id, and another consumer of the
     #: same queue would take (and drop) this gateway's replies.
     reply_address: str | None = None
+    #: Stream receivers that share one AMQP session: what one session's end takes down
+    #: at most (see the module's docstring).
+    links_per_session: int = 256
+    #: Try each stream's address on a session of its own (attach without credit, then
+    #: detach) before its receiver joins a shared session, for brokers that end a whole
+    #: session over a bad address. amqp_core's broker detaches just that link: the
+    #: gateway's own client to its embedded broker does without.
+    probe_addresses: bool = True
 
 
 def redact(url: str) -> str:
@@ -487,6 +526,127 @@ class _ReplyRouter:
 
 # -- streams ------------------------------------------------------------------------------
 
+#: Channels of the connection kept for sessions other than the streams' shared ones:
+#: the senders' default session, the reply receiver's, and the address probes'.
+PROBE_SESSIONS = 32
+OTHER_SESSIONS = 2 + PROBE_SESSIONS
+
+
+class _StreamSessions:
+    """The sessions that carry the streams' receivers on one connection.
+
+    `take()` gives a session with room for one more link (beginning a new one when all
+    are full), `release()` gives the room back; a session left empty is ended unless it
+    is the last with room. A session the broker ended is never given again. How many
+    sessions there may be follows from the negotiated channel-max, less the channels
+    kept for other sessions (OTHER_SESSIONS)."""
+
+    def __init__(self, connection: AsyncConnection, config: AmqpClientConfig) -> None:
+        self._connection = connection
+        self._links_per_session = config.links_per_session
+        self._attach_timeout = config.attach_timeout
+        #: Every session begun here -> the links it carries (attached or attaching).
+        self._links: dict[Session, int] = {}
+        #: The sessions with room for another link, the oldest first (an ordered set).
+        self._with_room: dict[Session, None] = {}
+        self._probe_slots = asyncio.Semaphore(PROBE_SESSIONS)
+        self._names = itertools.count(1)
+
+    def link_name(self, kind: str) -> str:
+        """A link name unique on this connection (the default one would be looked up
+        among every link's name)."""
+        return f"gateway-{kind}-{next(self._names)}"
+
+    def take(self) -> Session:
+        """A session for one more stream's receiver; BrokerUnavailable when every
+        session the connection may have is full."""
+        with_room = self._with_room
+        while with_room:
+            session = next(iter(with_room))
+            if _usable(session):
+                break
+            del with_room[session]  # the broker ended it
+        else:
+            if len(self._links) >= self._most_sessions():
+                raise BrokerUnavailable(
+                    f"the gateway carries as many streams as its AMQP connection can "
+                    f"({len(self._links)} sessions of {self._links_per_session}): retry later"
+                )
+            session = self._connection.open_session()
+            self._links[session] = 0
+            with_room[session] = None
+        count = self._links[session] + 1
+        self._links[session] = count
+        if count >= self._links_per_session:
+            del with_room[session]
+        return session
+
+    def release(self, session: Session) -> None:
+        """One link of `session` is gone (closed, refused or given up)."""
+        count = self._links.get(session)
+        if count is None:
+            return
+        count -= 1
+        usable = _usable(session)
+        if count == 0 and (not usable or any(other is not session for other in self._with_room)):
+            # Empty: end it, unless it is the one session left with room.
+            del self._links[session]
+            self._with_room.pop(session, None)
+            if usable:
+                session.close()
+            return
+        self._links[session] = count
+        if usable:
+            self._with_room[session] = None
+
+    def _most_sessions(self) -> int:
+        transport = self._connection.connection.transport
+        if transport is None:
+            raise BrokerUnavailable("lost the connection to the broker")
+        channels = min(transport.channel_max, transport.remote_channel_max) + 1
+        return max(1, channels - OTHER_SESSIONS)
+
+    async def probe(self, address: str, options: list[LinkOption]) -> None:
+        """Attach a receiver from `address` on a session of its own and detach it at
+        once, without credit so that no message moves: if the broker ends a session
+        over that address, it is this one. AddressRefused or BrokerUnavailable as for
+        `AmqpClient.open_receiver`."""
+        connection = self._connection
+        async with self._probe_slots:
+            session = connection.open_session()
+            try:
+                receiver = await connection.open_receiver(
+                    address,
+                    credit=0,
+                    name=self.link_name("probe"),
+                    options=options,
+                    timeout=None,  # the caller bounds it
+                    session=session,
+                )
+                await receiver.close()
+            except (LinkException, ConnectionException) as error:
+                raise _attach_failed(address, error, self._attach_timeout) from None
+            finally:
+                session.close()
+
+
+def _usable(session: Session) -> bool:
+    """Open here and not ended by the broker."""
+    state = session.state
+    return bool(state & Endpoint.LOCAL_ACTIVE) and not state & Endpoint.REMOTE_CLOSED
+
+
+def _attach_failed(address: str, error: Exception, timeout: float) -> GatewayAmqpError:
+    """What a stream's client is told when its receiver's attach fails with `error`."""
+    if isinstance(error, LinkException):
+        return AddressRefused(address, getattr(error, "condition", None))
+    if isinstance(error, Timeout):
+        return BrokerUnavailable(
+            f"the broker did not answer the attach of a receiver from {address!r} within "
+            f"{timeout:g} s"
+        )
+    return BrokerUnavailable(f"lost the connection to the broker: {error}")
+
 
 class StreamMessage:
     """A message received on a stream, with `id`: the handle its client settles it by."""
@@ -535,12 +695,12 @@ class StreamReceiver:
         client: AmqpClient,
         receiver: AsyncReceiver,
         address: str,
-        close_session: Callable[[], None],
+        on_close: Callable[[], None],
     ) -> None:
         self.address = address
         self._client = client
         self._receiver = receiver
-        self._close_session = close_session
+        self._on_close = on_close
         self._unsettled: dict[int, ReceivedMessage] = {}
         self._ids = itertools.count(1)
         self.closed = False
@@ -562,8 +722,8 @@ class StreamReceiver:
 
     async def receive(self, timeout: float | None = None) -> StreamMessage:
         """The next message. Raises TimeoutError when none comes in `timeout` seconds,
-        BrokerUnavailable when the connection is lost, and AddressRefused when the
-        broker closed the link."""
+        BrokerUnavailable when the connection is lost, AddressRefused when the broker
+        closed the link, and StreamInterrupted when it ended the session under it."""
         if self.closed:
             raise GatewayAmqpError(f"the stream from {self.address!r} is closed")
         try:
@@ -573,7 +733,10 @@ class StreamReceiver:
         except ConnectionException as error:
             raise BrokerUnavailable(f"lost the connection to the broker: {error}") from None
         except LinkException as error:
-            raise AddressRefused(self.address, getattr(error, "condition", None)) from None
+            condition = getattr(error, "condition", None)
+            if self._receiver.link.state & Endpoint.REMOTE_CLOSED:
+                raise AddressRefused(self.address, condition) from None
+            raise StreamInterrupted(self.address, condition) from None
         message_id = next(self._ids)
         self._unsettled[message_id] = received
         return StreamMessage(self, message_id, received.message)
@@ -627,7 +790,7 @@ class StreamReceiver:
             received.release()
         self._unsettled.clear()
         await self._receiver.close()
-        self._close_session()
+        self._on_close()
         self._client._streams.discard(self)
 
 
@@ -648,6 +811,7 @@ class AmqpClient:
         self._container: Container | None = None
         self._connection: AsyncConnection | None = None
         self._senders: _SenderCache | None = None
+        self._stream_sessions: _StreamSessions | None = None
         self._replies = _ReplyRouter(config)
         self._streams: set[StreamReceiver] = set()
         self._supervisor: asyncio.Task[None] | None = None
@@ -734,6 +898,7 @@ class AmqpClient:
             self._senders = _SenderCache(
                 connection, self.config.max_senders, self.config.attach_timeout
             )
+            self._stream_sessions = _StreamSessions(connection, self.config)
             self.last_error = None
             backoff.reset()
             log.info("connected to the AMQP broker at %s", url)
@@ -767,6 +932,7 @@ class AmqpClient:
         if self._connection is connection:
             self._connection = None
             self._senders = None
+            self._stream_sessions = None
         self.last_error = str(connection.error or "connection closed")
         self._replies.connection_lost()
         if not self._closing:
@@ -892,36 +1058,43 @@ class AmqpClient:
         """A stream of the messages at `address`, at most `credit` in flight or unsettled
         at a time. `selector` (JMS/SQL syntax) keeps only matching messages; `browse`
         receives copies and leaves the messages where they are (distribution-mode copy).
-        AddressRefused when the broker refuses the link (a bad selector, say)."""
+        AddressRefused when the broker refuses the link (a bad selector, say);
+        BrokerUnavailable when not connected, when the receiver is not attached within
+        `attach_timeout`, or when the connection carries as many streams as it can."""
         if credit < 1:
             raise ValueError(f"credit must be at least 1, not {credit}")
         connection, _ = self._require_connection()
+        sessions = self._stream_sessions
+        assert sessions is not None
         options: list[LinkOption] = []
         if selector is not None:
             options.append(Selector(selector))
         if browse:
             options.append(Copy())
-        session = connection.open_session()
+        timeout = self.config.attach_timeout
         try:
-            receiver = await connection.open_receiver(
-                address,
-                credit=credit,
-                options=options,
-                timeout=self.config.attach_timeout,
-                session=session,
-            )
-        except LinkException as error:
-            session.close()
-            raise AddressRefused(address, getattr(error, "condition", None)) from None
-        except Timeout:
-            session.close()
-            raise BrokerUnavailable(
-                f"the broker did not answer the attach of a receiver from {address!r} within "
-                f"{self.config.attach_timeout:g} s"
-            ) from None
-        except ConnectionException as error:
-            raise BrokerUnavailable(f"lost the connection to the broker: {error}") from None
-        stream = StreamReceiver(self, receiver, address, session.close)
+            # One bound for all of it: a turn for a probe, the probe, the attach.
+            async with asyncio.timeout(timeout):
+                if self.config.probe_addresses:
+                    await sessions.probe(address, options)
+                session = sessions.take()
+                try:
+                    receiver = await connection.open_receiver(
+                        address,
+                        credit=credit,
+                        name=sessions.link_name("stream"),
+                        options=options,
+                        timeout=None,
+                        session=session,
+                    )
+                except BaseException:
+                    sessions.release(session)
+                    raise
+        except TimeoutError:
+            raise _attach_failed(address, Timeout(), timeout) from None
+        except (LinkException, ConnectionException) as error:
+            raise _attach_failed(address, error, timeout) from None
+        stream = StreamReceiver(self, receiver, address, lambda: sessions.release(session))
         self._streams.add(stream)
         return stream
 
@@ -945,7 +1118,7 @@ class AmqpClient:
             self._supervisor.cancel()
             await asyncio.wait([self._supervisor], timeout=grace)
         connection = self._connection
-        self._connection = self._senders = None
+        self._connection = self._senders = self._stream_sessions = None
         if connection is not None:
             await connection.close(timeout=grace)
         if self._container is not None:

@@ -4,7 +4,7 @@ import time; the AMQP side starts with the app's lifespan and stops with it."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from typing import Any
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.router.routes.extend(messages.served_routes)
+    app.router.routes.extend([*messages.served_routes, *streams.served_routes])
     for module in (messages, streams, requests, ops):
         app.include_router(module.router)
 
@@ -104,17 +104,18 @@ class RequestLimits:
         self.max_body = max_body
         self.max_headers = max_headers
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Coroutines handed on, not awaited here: an open WebSocket would hold this frame.
         if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         problem = self._header_problem(scope)
         if problem is not None:
-            await self._refuse_headers(scope, send, *problem)
-            return
+            return self._refuse_headers(scope, send, *problem)
         if scope["type"] == "websocket":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._limited(scope, receive, send)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         for name, value in scope["headers"]:
             if name == b"content-length":
                 # Its length first: int() refuses more than 4,300 digits.

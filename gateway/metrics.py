@@ -4,6 +4,7 @@ in one process, as in tests, do not share counters), served at ``/metrics``."""
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -69,10 +70,13 @@ class Metrics:
         """Wrap an ASGI app to count and time each HTTP request under its route's
         template, not its path (addresses are unbounded; label values must not be)."""
 
-        async def measured(scope: Scope, receive: Receive, send: Send) -> None:
+        def measured(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
             if scope["type"] != "http":
-                await app(scope, receive, send)
-                return
+                # Handed on, not awaited here: an open WebSocket would hold this frame.
+                return app(scope, receive, send)
+            return measure(scope, receive, send)
+
+        async def measure(scope: Scope, receive: Receive, send: Send) -> None:
             status = 500
 
             async def send_and_see(message: Message) -> None:

@@ -22,6 +22,7 @@ from gateway.amqp import (
     RequestNotAccepted,
     RequestTimeout,
     SendInDoubt,
+    StreamInterrupted,
 )
 from gateway.mapping import MappingError
 
@@ -156,6 +157,14 @@ def outcome_problem(address: str, outcome: Outcome) -> ProblemError:
 
 def amqp_problem(error: GatewayAmqpError) -> ProblemError:
     """The answer to an error of the gateway's AMQP side."""
+    if isinstance(error, StreamInterrupted):
+        return ProblemError(
+            503,
+            "Stream interrupted",
+            str(error),
+            condition=error.condition.name if error.condition is not None else None,
+            headers={"Retry-After": RETRY_AFTER},
+        )
     if isinstance(error, BrokerUnavailable):
         return ProblemError(
             503, "Broker unavailable", str(error), headers={"Retry-After": RETRY_AFTER}

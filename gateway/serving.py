@@ -44,6 +44,12 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
         http=guarded_protocol(settings),
         timeout_keep_alive=settings.keep_alive_timeout,
         ws_max_size=settings.max_ws_message,
+        # The sans-I/O protocol keeps its pings on timers, not tasks: the least memory
+        # per idle WebSocket of uvicorn's implementations.
+        ws="websockets-sansio",
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_interval,
+        ws_per_message_deflate=settings.ws_compression,
         log_config=None,
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     send_timeout: float = Field(
         10.0, gt=0, description="seconds to wait for the broker's outcome of a POST (504 after)"
     )
+    attach_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a stream or long-poll waits for the broker to attach its "
+        "receiver (503 after)",
+    )
     request_timeout: float = Field(
         30.0, gt=0, description="default seconds to wait for a reply to POST /requests"
     )
@@ -111,6 +117,17 @@ class Settings(BaseSettings):
         ge=1024,
         description="largest WebSocket message a client may send (acknowledgements are a "
         "few dozen bytes); a larger one closes the socket with 1009",
+    )
+    ws_ping_interval: float = Field(
+        20.0,
+        gt=0,
+        description="seconds between WebSocket pings; a client that does not answer one "
+        "within as long again is dropped and its stream closed",
+    )
+    ws_compression: bool = Field(
+        False,
+        description="accept permessage-deflate from WebSocket clients (browsers offer it): "
+        "about 34 KiB more per stream for the compressor's state",
     )
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed by CORS (none by default; * for any)"

@@ -26,7 +26,12 @@ class Gateway:
         self.settings = settings
         self.metrics = Metrics()
         self.broker: EmbeddedBroker | None = None
-        self.amqp = AmqpClient(AmqpClientConfig(url=settings.amqp_url or "amqp://localhost"))
+        self.amqp = AmqpClient(
+            AmqpClientConfig(
+                url=settings.amqp_url or "amqp://localhost",
+                attach_timeout=settings.attach_timeout,
+            )
+        )
         self.idempotency: IdempotencyCache[Any] = IdempotencyCache(
             settings.idempotency_window, settings.idempotency_keys
         )
@@ -41,7 +46,15 @@ class Gateway:
                 BrokerConfig(address=settings.amqp_listen, data_dir=settings.data_dir)
             )
             await self.broker.start()
-            self.amqp = AmqpClient(AmqpClientConfig(url=self.broker.url))
+            # amqp_core's broker detaches a link it refuses, never the whole session:
+            # no need to try addresses alone first.
+            self.amqp = AmqpClient(
+                AmqpClientConfig(
+                    url=self.broker.url,
+                    attach_timeout=settings.attach_timeout,
+                    probe_addresses=False,
+                )
+            )
         await self.amqp.start()
         if self.broker is not None:
             # Our own broker answers at once: be connected before the first request.

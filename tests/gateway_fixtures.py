@@ -448,6 +448,50 @@ def outcome_peer(folder: Path) -> tuple[Program, str]:
     return program, f"{HOST}:{port}"
 
 
+#: A Proton listener that opens connections and sessions, and ends them when asked, but
+#: never answers a link's attach: a broker that hangs on attaches.
+SILENT_PEER = """
+import sys
+from proton.reactor import Container
+
+
+class Silent:
+    def __init__(self, url):
+        self.url = url
+
+    def on_reactor_init(self, event):
+        event.container.listen(self.url)
+
+    def on_connection_remote_open(self, event):
+        event.connection.open()
+
+    def on_session_remote_open(self, event):
+        event.session.open()
+
+    def on_session_remote_close(self, event):
+        event.session.close()
+
+    def on_connection_remote_close(self, event):
+        event.connection.close()
+
+
+Container(Silent(sys.argv[1])).run()
+"""
+
+
+def silent_peer(folder: Path) -> tuple[Program, str]:
+    """`SILENT_PEER` on a free port: (program, host:port)."""
+    port = free_port()
+    path = script(folder, "silent_peer", SILENT_PEER)
+    program = Program(folder, [sys.executable, str(path), f"{HOST}:{port}"])
+    try:
+        wait_for_port(port, timeout=START_TIMEOUT)
+    except BaseException:
+        program.stop()
+        raise
+    return program, f"{HOST}:{port}"
+
+
 #: Sends COUNT messages of SIZE characters of random text (each different, so that no
 #: compression shrinks them) to URL/ADDRESS with Proton, as fast as the broker gives
 #: credit; prints "confirmed COUNT" once the broker accepted them all.

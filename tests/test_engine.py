@@ -498,6 +498,55 @@ def test_sessions_beyond_the_peers_channel_max_are_not_begun(peer_kind):
     assert second.state & REMOTE_ACTIVE == 0
 
 
+@pytest.mark.parametrize("peer_kind", ["ours", "proton"])
+def test_sessions_waiting_for_a_channel_go_in_turn_and_cost_nothing_meanwhile(
+    peer_kind, monkeypatch
+):
+    """A thousand sessions wait for the one channel the peer allows besides the first.
+    While they wait, an output pass looks only at the sessions that have work (not at
+    every waiting one); each channel given back lets the next one begin; those given up
+    before they were begun vanish without a frame."""
+    client = OurPeer()
+    server = make_peer(peer_kind, "server", channel_max=1)
+    wire = connect(client, server)
+    stream, _ = open_link(wire, "receiver", "stream")
+    server.events()
+    waiting = [client.connection.session() for _ in range(1000)]
+    for session in waiting:
+        session.open()
+    wire.pump()
+    answer_opens(server)
+    wire.pump()
+    assert waiting[0].state == LOCAL_ACTIVE | REMOTE_ACTIVE
+    assert all(session.channel is None for session in waiting[1:])
+
+    looked_at = []
+    process_session = Transport._process_session
+
+    def counted(transport, session):
+        if transport is client.transport:
+            looked_at.append(session)
+        process_session(transport, session)
+
+    monkeypatch.setattr(Transport, "_process_session", counted)
+    for _ in range(100):
+        stream.flow(1)
+        wire.pump()
+    assert len(looked_at) == 100, f"{len(looked_at)} sessions looked at in 100 passes"
+
+    for session in waiting[2:]:
+        session.close()  # given up: they never got a channel
+    waiting[0].close()  # its channel goes to the next in line
+    wire.pump()
+    answer_late(server, wire)
+    assert waiting[1].state == LOCAL_ACTIVE | REMOTE_ACTIVE
+    assert waiting[1].channel == 1
+    begun = {record.channel for record in wire.frames("client", spec.Begin)}
+    assert len(wire.frames("client", spec.Begin)) == 3 and begun == {0, 1}
+    assert client.connection.sessions() == [stream.session, waiting[1]]
+    assert client.transport.condition is None and server.transport.condition is None
+
+
 def test_a_begin_on_a_channel_over_our_channel_max_is_a_framing_error():
     """Spec 2.7.1 (open, channel-max): a channel outside the negotiated range closes
     the connection with framing-error; Proton's engine answers the same."""
@@ -532,6 +581,10 @@ def test_links_beyond_the_peers_handle_max_are_not_attached():
     wire.pump()
     attaches = raw.performatives(spec.Attach)
     assert [(attach.name, int(attach.handle)) for attach in attaches] == [("first", 0)]
+    session.links()[0].close()  # its handle goes to the one waiting
+    wire.pump()
+    attaches = raw.performatives(spec.Attach)
+    assert [(attach.name, int(attach.handle)) for attach in attaches[1:]] == [("second", 0)]
 
 
 def test_an_attach_over_our_handle_max_is_a_framing_error():
@@ -1648,6 +1701,56 @@ def test_a_thousand_sessions_begun_and_ended_leave_no_trace(client_kind, server_
         assert peer.connection.session_head(0) is None
         assert peer.connection.link_head(0) is None
     assert client.connection.state == LOCAL_ACTIVE | REMOTE_ACTIVE
+
+
+def answer_late(peer: Peer, wire: Wire) -> None:
+    """Answer everything the other end did, as an application that was slow to: first
+    end what it ended, then begin what it began (Proton's engine cannot begin a session
+    in the same output pass that frees the channel it needs)."""
+    events = peer.events()
+    for event in events:
+        if event.name == "SESSION_REMOTE_CLOSE" and not event.context.state & LOCAL_CLOSED:
+            event.context.close()
+    wire.pump()
+    answer_opens(peer, events)
+    wire.pump()
+
+
+@pytest.mark.parametrize("server_kind", ["ours", "proton"])
+def test_a_channel_is_taken_again_only_once_the_peer_answered_its_begin(server_kind):
+    """Sessions whose begin the peer was slow to answer are given up (closed) and a new
+    session opens. The peer's answering begin names our channel (spec 2.7.2,
+    remote-channel): a session we close before that answer ends only once it came, and
+    its channel is free only then. Freed at our end, the channel carried Begin and End
+    pairs in a row, the late answer went to the wrong session, and the next one closed
+    the whole connection with "begin answers unknown channel 1"; and a channel given
+    back must wake a session waiting for one without any other write."""
+    client = OurPeer()
+    server = make_peer(server_kind, "server", channel_max=1)
+    wire = connect(client, server)
+    stream, _ = open_link(wire, "receiver", "stream")  # its session has channel 0
+    server.events()
+    given_up = [client.connection.session() for _ in range(3)]
+    for session in given_up:
+        session.open()
+    wire.pump()  # the first takes channel 1; the server's application does not answer
+    for session in given_up:
+        session.close()
+    fresh = client.connection.session()
+    fresh.open()
+    wire.pump()
+    for _ in range(10):
+        answer_late(server, wire)
+        if fresh.state & REMOTE_ACTIVE:
+            break
+    assert client.transport.condition is None
+    assert server.transport.condition is None
+    assert fresh.state == LOCAL_ACTIVE | REMOTE_ACTIVE
+    assert stream.session.state == LOCAL_ACTIVE | REMOTE_ACTIVE
+    assert stream.state == LOCAL_ACTIVE | REMOTE_ACTIVE
+    assert all(session.state & LOCAL_CLOSED for session in given_up)
+    # Every begin answered ours: no session appeared that the peer began on its own.
+    assert client.connection.sessions() == [stream.session, fresh]
 
 
 @pytest.mark.parametrize("first", ["client", "server", "both"])

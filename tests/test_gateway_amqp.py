@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from processes import free_port
@@ -27,6 +28,7 @@ from amqp_core.handlers import MessagingHandler
 from amqp_core.reactor import Container
 from amqp_core.sslconfig import SSLDomain
 from gateway.amqp import (
+    OTHER_SESSIONS,
     AddressRefused,
     AmqpClient,
     AmqpClientConfig,
@@ -36,6 +38,7 @@ from gateway.amqp import (
     RequestTimeout,
     SendInDoubt,
     SendTimeout,
+    StreamInterrupted,
     UnknownMessageId,
 )
 
@@ -685,6 +688,52 @@ async def test_rabbitmq_gets_a_named_reply_queue(
         await service.close()
 
 
+async def rabbit_streams(client: AmqpClient, count: int) -> tuple[list[str], list[Any]]:
+    """`count` streams from fresh RabbitMQ queues, sharing the client's sessions."""
+    addresses = [f"/queue/gateway-shared-{uuid4().hex[:8]}" for _ in range(count)]
+    return addresses, [await client.open_receiver(address) for address in addresses]
+
+
+async def test_on_rabbitmq_a_bad_address_tried_alone_ends_no_one_elses_stream(
+    rabbitmq: RabbitMQ, make_client: MakeClient
+) -> None:
+    """RabbitMQ ends a whole session over an attach to a missing queue: the gateway
+    tries each address on a session of its own first, so that the streams sharing a
+    session with the new one never see it."""
+    client = await make_client(rabbitmq.url)
+    addresses, streams = await rabbit_streams(client, 3)
+    with pytest.raises(AddressRefused, match="amqp:not-found"):
+        await client.open_receiver("/amq/queue/no-such-queue")
+    for address in addresses:
+        assert (await client.send(address, Message(body=address))).accepted
+    for address, stream in zip(addresses, streams, strict=True):
+        received = await stream.receive(timeout=RUN_TIMEOUT)
+        assert received.message.body == address
+        received.accept()
+
+
+async def test_on_rabbitmq_the_streams_of_a_session_it_ended_are_told_and_open_again(
+    rabbitmq: RabbitMQ, make_client: MakeClient
+) -> None:
+    """Without trying addresses alone, the same bad attach ends the session its
+    neighbours share: each of them ends with StreamInterrupted (not AddressRefused: the
+    address was not theirs), and opened again it gets its messages."""
+    client = await make_client(rabbitmq.url, probe_addresses=False)
+    addresses, streams = await rabbit_streams(client, 3)
+    with pytest.raises(AddressRefused, match="amqp:not-found"):
+        await client.open_receiver("/amq/queue/no-such-queue")
+    for stream in streams:
+        with pytest.raises(StreamInterrupted, match="open the stream again"):
+            await stream.receive(timeout=RUN_TIMEOUT)
+        await stream.close()
+    for address in addresses:
+        again = await client.open_receiver(address)
+        assert (await client.send(address, Message(body="again"))).accepted
+        received = await again.receive(timeout=RUN_TIMEOUT)
+        assert received.message.body == "again"
+        received.accept()
+
+
 # -- streams ------------------------------------------------------------------------------
 
 
@@ -740,6 +789,35 @@ async def test_closing_a_stream_releases_what_its_client_did_not_settle(
     with pytest.raises(TimeoutError):
         await second.receive(timeout=0.3)
     await second.close()
+
+
+async def test_streams_share_sessions_and_the_last_one_that_fits_is_refused_at_once(
+    broker: EmbeddedBroker, make_client: MakeClient
+) -> None:
+    """Streams fill sessions of `links_per_session` links; once the connection's
+    channels are all used (channel-max 255, less those kept for the senders, the
+    replies and the probes), one more stream is refused at once (503), not queued.
+    A stream closed makes room again, and sessions left empty are ended."""
+    client = await make_client(broker.url, links_per_session=2)
+    channels = 255 + 1 - OTHER_SESSIONS
+    streams = [await client.open_receiver(f"full-{n}") for n in range(2 * channels)]
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable, match="as many streams as its AMQP connection"):
+        await client.open_receiver("one-too-many")
+    assert time.monotonic() - started < 1.0
+    await streams.pop().close()
+    extra = await client.open_receiver("fits-again")
+    await fill(client, "fits-again", 1)
+    received = await extra.receive(timeout=RUN_TIMEOUT)
+    received.accept()
+    for stream in [*streams, extra]:
+        await stream.close()
+    connection = client._connection
+    assert connection is not None
+    await eventually(
+        lambda: len(connection.connection.sessions()) <= 3,
+        "the empty sessions ended (the senders', the replies' and one with room are left)",
+    )
 
 
 async def test_streams_with_a_selector_and_browsing(

@@ -87,29 +87,39 @@ class Terminus:
         self.timeout = 0
         self.dynamic = False
         self.distribution_mode = self.DIST_MODE_UNSPECIFIED
-        self._properties = Data()
-        self._capabilities = Data()
-        self._outcomes = Data()
-        self._filter = Data()
+        # Made when first asked for: most termini never have any, and a link holds four
+        # termini (10,000 idle streams hold 80,000 of them between gateway and broker).
+        self._properties: Data | None = None
+        self._capabilities: Data | None = None
+        self._outcomes: Data | None = None
+        self._filter: Data | None = None
 
     @property
     def properties(self) -> Data:
         """The dynamic-node-properties: a map with symbol keys."""
+        if self._properties is None:
+            self._properties = Data()
         return self._properties
 
     @property
     def capabilities(self) -> Data:
         """The capabilities: a symbol or an array of symbols."""
+        if self._capabilities is None:
+            self._capabilities = Data()
         return self._capabilities
 
     @property
     def outcomes(self) -> Data:
         """The outcomes a source supports: a symbol or an array of symbols."""
+        if self._outcomes is None:
+            self._outcomes = Data()
         return self._outcomes
 
     @property
     def filter(self) -> Data:
         """A source's filter set: a map of symbol keys to (usually described) filters."""
+        if self._filter is None:
+            self._filter = Data()
         return self._filter
 
     def copy(self, other: Terminus) -> None:
@@ -121,10 +131,16 @@ class Terminus:
         self.timeout = other.timeout
         self.dynamic = other.dynamic
         self.distribution_mode = other.distribution_mode
-        self._properties.copy(other._properties)
-        self._capabilities.copy(other._capabilities)
-        self._outcomes.copy(other._outcomes)
-        self._filter.copy(other._filter)
+        for name in ("_properties", "_capabilities", "_outcomes", "_filter"):
+            theirs: Data | None = getattr(other, name)
+            ours: Data | None = getattr(self, name)
+            if theirs is not None:
+                if ours is None:
+                    ours = Data()
+                    setattr(self, name, ours)
+                ours.copy(theirs)
+            elif ours is not None:
+                ours.clear()  # kept: the application may hold it
 
     def __repr__(self) -> str:
         shown = [f"type={self.type}"]
@@ -135,8 +151,9 @@ class Terminus:
         if self.distribution_mode != self.DIST_MODE_UNSPECIFIED:
             shown.append(f"distribution_mode={self.distribution_mode!r}")
         for name in ("properties", "capabilities", "outcomes", "filter"):
-            if len(getattr(self, name)):
-                shown.append(f"{name}={getattr(self, name)!r}")
+            data = getattr(self, "_" + name)
+            if data is not None and len(data):
+                shown.append(f"{name}={data!r}")
         return f"Terminus({', '.join(shown)})"
 
     # Conversion to and from the attach frame's source and target fields
@@ -183,7 +200,7 @@ class Terminus:
             return
         if isinstance(value, spec.Coordinator):
             self.type = self.COORDINATOR
-            _put_symbols(self._capabilities, value.capabilities)
+            _put_symbols(self, "capabilities", value.capabilities)
             return
         if isinstance(value, spec.Source):
             self.type = self.SOURCE
@@ -191,8 +208,8 @@ class Terminus:
                 value.distribution_mode, self.DIST_MODE_UNSPECIFIED
             )
             if value.filter is not None:
-                self._filter.put_dict(value.filter)
-            _put_symbols(self._outcomes, value.outcomes)
+                self.filter.put_dict(value.filter)
+            _put_symbols(self, "outcomes", value.outcomes)
         elif isinstance(value, spec.Target):
             self.type = self.TARGET
         else:
@@ -204,8 +221,8 @@ class Terminus:
         self.timeout = 0 if value.timeout is None else int(value.timeout)
         self.dynamic = bool(value.dynamic)
         if value.dynamic_node_properties is not None:
-            self._properties.put_dict(value.dynamic_node_properties)
-        _put_symbols(self._capabilities, value.capabilities)
+            self.properties.put_dict(value.dynamic_node_properties)
+        _put_symbols(self, "capabilities", value.capabilities)
 
 
 _UNSPECIFIED = Terminus()
@@ -231,10 +248,10 @@ def _checked(value: int, allowed: Any, name: str) -> int:
     return value
 
 
-def _map_field(data: Data, name: str) -> Any:
+def _map_field(data: Data | None, name: str) -> Any:
     """The value of a map-valued field: None when empty, the map itself when there is
     one, the maps merged in order when options put several (a Selector and a Filter)."""
-    values = list(data)
+    values = list(data) if data is not None else []
     if len(values) <= 1:
         return values[0] if values else None
     if not all(isinstance(value, dict) for value in values):
@@ -245,10 +262,10 @@ def _map_field(data: Data, name: str) -> Any:
     return merged
 
 
-def _symbols_field(data: Data, name: str) -> Any:
+def _symbols_field(data: Data | None, name: str) -> Any:
     """The value of a multiple-symbol field: None when empty, the one value put (a
     symbol or an array), or all the symbols when several values were put."""
-    values = list(data)
+    values = list(data) if data is not None else []
     if len(values) <= 1:
         return values[0] if values else None
     symbols: list[Any] = []
@@ -262,10 +279,11 @@ def _symbols_field(data: Data, name: str) -> Any:
     return symbols
 
 
-def _put_symbols(data: Data, value: Any) -> None:
+def _put_symbols(terminus: Terminus, field: str, value: Any) -> None:
     """Put a decoded multiple-symbol field: always as an array, however it was sent."""
     if value is None:
         return
     if isinstance(value, str):
         value = [value]
+    data: Data = getattr(terminus, field)
     data.put_py_array(Array(UNDESCRIBED, AMQPType.SYMBOL, *(symbol(item) for item in value)))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections import OrderedDict
 from typing import Any
 
 from .. import spec
@@ -39,6 +40,7 @@ from .endpoints import (
     Delivery,
     Endpoint,
     Link,
+    NumberPool,
     Receiver,
     Sender,
     Session,
@@ -149,6 +151,10 @@ class Transport:
         self._closed_event_put = False
         self._error = False
         self._local_channels: dict[int, Session] = {}
+        self._channel_numbers = NumberPool()
+        # Sessions that wait for a channel under the channel-max, oldest first; one is
+        # woken for each channel given back, so none is looked at in every output pass.
+        self._waiting_for_channel: OrderedDict[Session, None] = OrderedDict()
         self._remote_channels: dict[int, Session] = {}
         # Idle-timeout bookkeeping: the clock only moves in tick().
         self._input_since_tick = False
@@ -412,16 +418,8 @@ class Transport:
         if body.handle > self.handle_max:
             raise TransportError(FRAMING_ERROR, f"handle {body.handle} exceeds handle-max")
         remote_is_receiver = bool(body.role)
-        link: Link | None = None
-        for candidate in session._links:
-            if (
-                candidate.name == body.name
-                and candidate.is_sender == remote_is_receiver
-                and candidate._remote == _REMOTE_UNINIT
-            ):
-                link = candidate
-                break
-        if link is None:
+        link = session._awaiting_attach.pop((body.name, remote_is_receiver), None)
+        if link is None or link._remote != _REMOTE_UNINIT:
             link = session.sender(body.name) if remote_is_receiver else session.receiver(body.name)
         link.remote_handle = body.handle
         handles[body.handle] = link
@@ -446,7 +444,10 @@ class Transport:
         ) & _UINT_MASK
         session.remote_outgoing_window = body.outgoing_window
         if was_blocked and session.remote_incoming_window > 0:
-            self._wake_senders(session)
+            # The window opened again: the senders it held back may go on.
+            for blocked in session._blocked_senders:
+                session._mark(blocked)
+            session._blocked_senders.clear()
         if body.handle is None:
             if body.echo:
                 session._flow_needed = True
@@ -476,12 +477,6 @@ class Transport:
             session._mark(link)
         link._put(Event.LINK_FLOW)
 
-    def _wake_senders(self, session: Session) -> None:
-        """The peer's session window opened again: senders held back by it may go on."""
-        for link in session._links:
-            if link.is_sender and link._deliveries:
-                session._mark(link)
-
     def _on_transfer(self, channel: int, body: Any, payload: bytes) -> None:
         session = self._session_on(channel)
         link = self._link_on(session, body.handle)
@@ -504,7 +499,7 @@ class Transport:
             delivery.message_format = body.message_format or 0
             link._link_credit = max(0, link._link_credit - 1)
             link.delivery_count = (link.delivery_count + 1) & _UINT_MASK
-            link._deliveries.append(delivery)
+            link._queue(delivery)
             if link.current is None:
                 link.current = delivery
             if body.settled:
@@ -692,9 +687,7 @@ class Transport:
         if dirty:
             connection._dirty = {}
             for session in dirty:
-                if self._process_session(session):
-                    # Blocked until the peer answers; its frame will wake us.
-                    connection._dirty[session] = None
+                self._process_session(session)
         if connection._local == _LOCAL_CLOSED and not self._close_sent:
             error = connection.condition.to_spec() if connection.condition else None
             self._write(0, spec.Close(error=error))
@@ -716,14 +709,24 @@ class Transport:
         )
         self._open_sent = True
 
-    def _process_session(self, session: Session) -> bool:
-        """Write the session's pending frames; return True if work remains."""
+    def _process_session(self, session: Session) -> None:
+        """Write the session's pending frames. What waits for the peer (an answer, a
+        channel, a handle, credit, window) is woken by the frame that brings it."""
         if not session._begin_sent:
             if session._local == _LOCAL_UNINIT:
-                return False
-            new_channel = self._free_channel()
+                return
+            if session._local == _LOCAL_CLOSED and session._remote == _REMOTE_UNINIT:
+                # Ended before it was begun (it waited for a channel): the peer never
+                # heard of it, so there is nothing to tell it, and nothing to keep.
+                self._waiting_for_channel.pop(session, None)
+                session.connection._forget_session(session)
+                return
+            limit = min(self.channel_max, self.remote_channel_max)
+            new_channel = self._channel_numbers.take(limit)
             if new_channel is None:
-                return True
+                self._waiting_for_channel[session] = None
+                return
+            self._waiting_for_channel.pop(session, None)
             session.channel = new_channel
             self._local_channels[new_channel] = session
             self._write(
@@ -738,10 +741,9 @@ class Transport:
             )
             session._begin_sent = True
         if session._end_sent:
-            return False
+            return
         channel = session.channel
         assert channel is not None
-        remaining = False
         # Settlements first: a link closing right after settling must not detach
         # before its dispositions (the peer would put those messages back).
         if session._pending_dispositions:
@@ -750,28 +752,26 @@ class Transport:
         if links:
             session._dirty_links = {}
             for link in links:
-                if self._process_link(session, channel, link):
-                    session._dirty_links[link] = None
-                    remaining = True
+                self._process_link(session, channel, link)
         if session._flow_needed:
             session._flow_needed = False
             self._write(channel, self._session_flow(session))
         if session._local == _LOCAL_CLOSED:
+            if session._remote == _REMOTE_UNINIT:
+                # The peer has not answered our begin yet, and its answer names our
+                # channel: end once it came (_on_begin marks us), so that no other
+                # session takes the channel first and gets the answer.
+                return
             error = session.condition.to_spec() if session.condition else None
             self._write(channel, spec.End(error=error))
             session._end_sent = True
+            # Nothing the peer sends from now on names our channel: it is free.
             del self._local_channels[channel]
+            self._channel_numbers.give_back(channel)
             if session._remote == _REMOTE_CLOSED:
                 session.connection._forget_session(session)
-            return False
-        return remaining
-
-    def _free_channel(self) -> int | None:
-        limit = min(self.channel_max, self.remote_channel_max)
-        for channel in range(limit + 1):
-            if channel not in self._local_channels:
-                return channel
-        return None
+            if self._waiting_for_channel:
+                session.connection._mark(next(iter(self._waiting_for_channel)))
 
     def _session_flow(self, session: Session, **link_fields: Any) -> Any:
         return spec.Flow(
@@ -782,17 +782,16 @@ class Transport:
             **link_fields,
         )
 
-    def _process_link(self, session: Session, channel: int, link: Link) -> bool:
+    def _process_link(self, session: Session, channel: int, link: Link) -> None:
         if not link._attach_sent:
             if link._local == _LOCAL_UNINIT:
-                return False
+                return
             if not self._write_attach(session, channel, link):
-                return True
+                return
         if link._detach_sent:
-            return False
-        remaining = False
+            return
         if isinstance(link, Sender):
-            remaining = self._transmit(session, channel, link)
+            self._transmit(session, channel, link)
         if link._flow_needed:
             link._flow_needed = False
             self._write_link_flow(session, channel, link)
@@ -800,21 +799,28 @@ class Transport:
             error = link.condition.to_spec() if link.condition else None
             self._write(channel, spec.Detach(handle=link.handle, closed=link._closing, error=error))
             link._detach_sent = True
-            if link.handle is not None:
-                del session._local_handles[link.handle]
+            # The peer's frames name its own handle, never ours: ours is free at once.
+            assert link.handle is not None
+            del session._local_handles[link.handle]
+            session._handle_numbers.give_back(link.handle)
             if link._remote == _REMOTE_CLOSED:
                 session._forget_link(link)
-            return False
-        return remaining
+            if session._waiting_for_handle:
+                session._mark(next(iter(session._waiting_for_handle)))
 
     def _write_attach(self, session: Session, channel: int, link: Link) -> bool:
-        handle = 0
-        while handle in session._local_handles:
-            handle += 1
-        if handle > session._remote_handle_max:
+        """Attach `link` under a free handle; False if the peer's handle-max leaves
+        none (the link then waits for one to be given back)."""
+        handle = session._handle_numbers.take(session._remote_handle_max)
+        if handle is None:
+            session._waiting_for_handle[link] = None
             return False
+        session._waiting_for_handle.pop(link, None)
         link.handle = handle
         session._local_handles[handle] = link
+        if link._remote == _REMOTE_UNINIT:
+            # Again after a reconnect: the new peer's attach must find this link.
+            session._awaiting_attach.setdefault((link.name, link.is_sender), link)
         is_sender = link.is_sender
         self._write(
             channel,
@@ -855,11 +861,11 @@ class Transport:
             ),
         )
 
-    def _transmit(self, session: Session, channel: int, link: Sender) -> bool:
+    def _transmit(self, session: Session, channel: int, link: Sender) -> None:
         """Frame as many queued deliveries as credit and the session window allow."""
         deliveries = link._deliveries
-        if session.remote_channel is None or link._remote == _REMOTE_UNINIT:
-            return bool(deliveries)
+        if link._remote == _REMOTE_UNINIT:
+            return  # the peer's attach marks the link again
         while deliveries:
             delivery = deliveries[0]
             if delivery.aborted:
@@ -884,9 +890,8 @@ class Transport:
             if not self._transmit_delivery(session, channel, link, delivery):
                 break
             deliveries.popleft()
-        if link.drain_mode and not link.queued and link._link_credit > 0:
-            pass  # the application answers a drain with sender.drained()
-        return False
+        if deliveries and session.remote_incoming_window <= 0:
+            session._blocked_senders[link] = None
 
     def _transmit_delivery(
         self, session: Session, channel: int, link: Sender, delivery: Delivery

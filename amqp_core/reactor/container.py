@@ -17,7 +17,15 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
-from ..engine.endpoints import Connection, Endpoint, Link, Receiver, Sender, Session
+from ..engine.endpoints import (
+    Connection,
+    Endpoint,
+    Link,
+    NumberPool,
+    Receiver,
+    Sender,
+    Session,
+)
 from ..engine.events import Collector, EventType
 from ..engine.events import Event as EngineEvent
 from ..engine.transport import Transport
@@ -786,6 +794,9 @@ def _reset_for_reconnect(connection: Connection) -> None:
         session._incoming_unsettled.clear()
         session._pending_dispositions.clear()
         session._local_handles.clear()
+        session._handle_numbers = NumberPool()
+        session._waiting_for_handle.clear()
+        session._blocked_senders.clear()
         session._remote_handles.clear()
         for link in session._links:
             if link._local == Endpoint.LOCAL_CLOSED:

@@ -5,6 +5,11 @@ Each stream is one AMQP receiver whose credit window is the most messages in fli
 the client and not acknowledged by it, so a slow client holds the broker back, not the
 gateway's memory. Closing the stream releases what the client had not acknowledged back
 to the queue. The frame format and the acknowledgement protocol are in the README.
+
+The WebSocket is served by a plain Starlette route (`served_routes`, put ahead of the
+FastAPI router by `create_app`): an idle stream holds its handler's frames for as long
+as it is open, and FastAPI's dependency machinery would keep some 8 KiB more of them
+for each of 10,000 streams. OpenAPI cannot describe a WebSocket in any case.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
+from starlette.datastructures import QueryParams
+from starlette.routing import WebSocketRoute
 
 from amqp_core import Message
 from gateway.amqp import (
@@ -62,13 +69,6 @@ BrowseQuery = Annotated[bool, Query(description="see copies and leave the messag
 CreditQuery = Annotated[
     int | None, Query(ge=1, description="most messages in flight and not acknowledged")
 ]
-BodyQuery = Annotated[
-    BodyMode,
-    Query(
-        description="json: each body inside its frame (bytes in base64); binary: a body "
-        "of bytes in binary frames after its frame"
-    ),
-]
 
 
 def _credit(state: Gateway, credit: int | None) -> int:
@@ -94,47 +94,90 @@ async def _counted(state: Gateway, kind: str, credit: int) -> AsyncIterator[None
         metrics.stream_credit.dec(credit)
 
 
-@router.websocket("/streams/{address:path}")
-async def websocket_stream(
-    websocket: WebSocket,
-    address: str,
-    selector: SelectorQuery = None,
-    browse: BrowseQuery = False,
-    credit: CreditQuery = None,
-    ack: Ack = "auto",
-    body: BodyQuery = "json",
-) -> None:
+#: How the query's `browse` may be written (as FastAPI reads a bool).
+TRUE_WORDS = {"1", "true", "yes", "on", "t", "y"}
+FALSE_WORDS = {"0", "false", "no", "off", "f", "n"}
+
+
+def _websocket_options(
+    query: QueryParams,
+) -> tuple[str | None, bool, int | None, Ack, BodyMode]:
+    """selector, browse, credit, ack and body from the WebSocket's query; ProblemError
+    (400) for a value that is not one."""
+    browse = query.get("browse", "false").lower()
+    if browse not in TRUE_WORDS | FALSE_WORDS:
+        raise ProblemError(400, "Bad browse", "browse is true or false")
+    credit_text = query.get("credit")
+    credit = None
+    if credit_text is not None:
+        if not credit_text.isdigit() or int(credit_text) < 1:
+            raise ProblemError(400, "Bad credit", "credit is a whole number of at least 1")
+        credit = int(credit_text)
+    if query.get("ack", "auto") not in ("auto", "client"):
+        raise ProblemError(400, "Bad ack", "ack is auto or client")
+    if query.get("body", "json") not in ("json", "binary"):
+        raise ProblemError(400, "Bad body", "body is json or binary")
+    ack: Ack = "client" if query.get("ack") == "client" else "auto"
+    body: BodyMode = "binary" if query.get("body") == "binary" else "json"
+    return query.get("selector"), browse in TRUE_WORDS, credit, ack, body
+
+
+async def websocket_stream(websocket: WebSocket) -> None:
+    """GET /streams/{address} upgraded to a WebSocket: query options selector, browse,
+    credit, ack (auto or client) and body (json or binary); the protocol is in the README."""
     state = gateway_of(websocket)
     await websocket.accept()
     try:
+        selector, browse, credit, ack, body = _websocket_options(websocket.query_params)
         window = _credit(state, credit)
+        address = address_of(websocket, websocket.path_params["address"])
         stream = await state.amqp.open_receiver(
-            address_of(websocket, address), selector=selector, browse=browse, credit=window
+            address, selector=selector, browse=browse, credit=window
         )
     except (ProblemError, GatewayAmqpError) as error:
         await _close_with_problem(websocket, error)
         return
     async with _counted(state, "websocket", window):
         client = _Client(websocket, binary=body == "binary")
+        # This task reads the client's acknowledgements; one more sends the messages.
+        # (A third, to wait for both, would cost every idle stream its frames.)
+        reader = asyncio.current_task()
+        assert reader is not None
+        closing = False
+
+        def stop_reading(finished: asyncio.Task[None]) -> None:
+            if not closing:
+                reader.cancel()  # the stream ended (the broker closed it, or went away)
+
         sending = asyncio.create_task(_forward(client, stream, state, ack == "auto" or browse))
-        reading = asyncio.create_task(_read_acks(client, stream))
+        sending.add_done_callback(stop_reading)
         try:
-            done, _ = await asyncio.wait({sending, reading}, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                failure = task.exception()
-                if isinstance(failure, GatewayAmqpError):
-                    await _close_with_problem(websocket, failure)
-                elif failure is not None and not isinstance(failure, WebSocketDisconnect):
-                    log.error("stream from %r failed", stream.address, exc_info=failure)
-                    with contextlib.suppress(Exception):
-                        await websocket.close(CLOSE_INTERNAL_ERROR)
+            await _read_acks(client, stream)
+        except asyncio.CancelledError:
+            if not sending.done():
+                raise  # cancelled from outside: the server is shutting down
+            reader.uncancel()
+        except Exception:
+            log.exception("the stream from %r failed reading from its client", stream.address)
+            await _close_quietly(websocket, CLOSE_INTERNAL_ERROR)
         finally:
-            for task in (sending, reading):
-                task.cancel()
-            await asyncio.gather(sending, reading, return_exceptions=True)
+            closing = True
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
+            failure = None if sending.cancelled() else sending.exception()
+            if isinstance(failure, GatewayAmqpError):
+                await _close_with_problem(websocket, failure)
+            elif failure is not None and not isinstance(failure, WebSocketDisconnect):
+                log.error("the stream from %r failed", stream.address, exc_info=failure)
+                await _close_quietly(websocket, CLOSE_INTERNAL_ERROR)
             await stream.close()
-            with contextlib.suppress(Exception):
-                await websocket.close(CLOSE_GOING_AWAY)
+            await _close_quietly(websocket, CLOSE_GOING_AWAY)
+
+
+async def _close_quietly(websocket: WebSocket, code: int) -> None:
+    """Close with `code`, unless it is closed already."""
+    with contextlib.suppress(Exception):
+        await websocket.close(code)
 
 
 class _Client:
@@ -190,6 +233,11 @@ async def _read_acks(client: _Client, stream: StreamReceiver) -> None:
             log.warning("bad acknowledgement on the stream from %r: %s", stream.address, error)
             problem = {"type": "about:blank", "title": "Bad ack", "status": 400}
             await client.send_error({**problem, "detail": str(error)})
+
+
+#: The WebSocket as it is served: a plain Starlette route that `create_app` puts ahead of
+#: `router` (see the module's docstring).
+served_routes = [WebSocketRoute("/streams/{address:path}", websocket_stream)]
 
 
 def _parse_ack(text: str | None) -> tuple[int, Any]:
