@@ -12,10 +12,11 @@ overrides only the callbacks it cares about.
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
-from .engine.endpoints import Delivery, Endpoint
-from .message import Message
+from .engine.endpoints import Delivery, Endpoint, Receiver
+from .message import Message, MessageReader
 
 __all__ = [
     "Acking",
@@ -268,6 +269,27 @@ class EndpointStateHandler(Handler):
         event.connection._disconnect_reported = False
 
 
+def read_message(
+    link: Receiver, delivery: Delivery, reader: MessageReader | None
+) -> tuple[Message | None, MessageReader | None]:
+    """Read what has come of `delivery`, the link's current one. Once all of it came:
+    (its message, None). Before: (None, a reader holding what came so far), to pass
+    back in as `reader` at its next frame. So a message in many frames is read a frame
+    at a time, as it comes, and its large body is never copied whole; a message in one
+    frame is simply decoded. DecodeError for a message that is not one."""
+    data = link.recv(delivery.pending) or b""
+    if delivery.partial:
+        reader = reader or MessageReader()
+        reader.feed(data)
+        return None, reader
+    if reader is None:
+        message = Message()
+        message.decode(data)
+        return message, None
+    reader.feed(data)
+    return reader.message(), None
+
+
 class IncomingMessageHandler(Handler, Acking):
     """Read complete messages into `event.message`, call `on_message`, and accept
     them (if `auto_accept`) unless it raised `Reject` or `Release`."""
@@ -275,6 +297,10 @@ class IncomingMessageHandler(Handler, Acking):
     def __init__(self, auto_accept: bool = True, delegate: Any = None) -> None:
         self.delegate = delegate
         self.auto_accept = auto_accept
+        # Messages arriving in several frames, read as they come (`read_message`).
+        self._readers: weakref.WeakKeyDictionary[Delivery, MessageReader] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def on_delivery(self, event: Any) -> None:
         delivery = event.delivery
@@ -282,11 +308,15 @@ class IncomingMessageHandler(Handler, Acking):
         if not link.is_receiver:
             return
         if delivery.aborted:
+            self._readers.pop(delivery, None)
             self._callback("on_aborted", event)
             delivery.settle()
-        elif delivery.readable and not delivery.partial:
-            message = Message()
-            message.decode(link.recv(delivery.pending) or b"")
+        elif delivery.readable:
+            message, reader = read_message(link, delivery, self._readers.pop(delivery, None))
+            if message is None:
+                assert reader is not None
+                self._readers[delivery] = reader
+                return
             link.advance()
             event.message = message
             if link._local == Endpoint.LOCAL_CLOSED:
