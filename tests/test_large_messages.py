@@ -248,6 +248,7 @@ async def relay_round_trip(broker: str, body: bytes, during: Any) -> Message:
             with during:
                 outcome = await sender.send(Message(body=body, inferred=True))
                 received = await receiver.receive()
+                await asyncio.sleep(0.01)  # a watcher of the loop sees the last step too
         assert outcome.accepted, outcome
         received.accept()
         return received.message
