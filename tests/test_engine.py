@@ -1216,6 +1216,28 @@ def test_closing_right_after_sending_a_large_message_waits_for_its_last_slice():
     assert not delivery.partial and receiver.recv(delivery.pending) == payload
 
 
+def test_a_message_read_in_parts_as_its_frames_come_reads_in_order():
+    client = OurPeer()
+    server = OurPeer(SERVER, max_frame_size=1024)
+    wire = connect(client, server)
+    sender, receiver = open_link(wire, "sender", "parts-read")
+    receiver.flow(1)
+    wire.pump()
+    payload = os.urandom(5000)
+    transfer(sender, payload)
+    data = client.transport.output()
+    frame_sizes = []
+    while len(data) > sum(frame_sizes):
+        frame_sizes.append(int.from_bytes(data[sum(frame_sizes) : sum(frame_sizes) + 4], "big"))
+    server.transport.push(data[: frame_sizes[0]])
+    read = receiver.recv(100) or b""  # part of the first frame's payload
+    server.transport.push(data[frame_sizes[0] : sum(frame_sizes[:3])])
+    read += receiver.recv(2000) or b""
+    server.transport.push(data[sum(frame_sizes[:3]) :])
+    read += receiver.recv(receiver.current.pending) or b""
+    assert read == payload
+
+
 def test_sending_a_large_message_frames_it_without_copying_it_whole():
     """Sender.send keeps the body's own bytes (Message.encode_parts) and frames slices
     of them: what one send of 20 MB costs in memory is a slice's frames, not copies."""

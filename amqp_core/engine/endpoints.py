@@ -580,9 +580,8 @@ class Delivery:
                 self._size += len(payload)
                 return
             incoming = self._incoming = io.BytesIO()
-            for piece in self._pieces:
-                incoming.write(piece)
-            self._pieces = []
+            incoming.write(memoryview(self._pieces.pop())[self._offset :])
+            self._offset = 0
         incoming.write(payload)
         self._size += len(payload)
 

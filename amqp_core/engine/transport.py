@@ -146,8 +146,10 @@ class Transport:
         self._reader = FrameReader(self.max_frame_size)
         self._out = bytearray()
         self._more_output = False
-        # Links cut short by output_limit after writing: moved behind the others.
+        # Links cut short by output_limit after writing: moved behind the others; and
+        # the sessions of links cut short, whose end waits for their transfers.
         self._had_turn: list[tuple[Session, Link]] = []
+        self._cut_short: dict[Session, None] = {}
         self._header_sent = False
         self._amqp_header_sent = False
         self._header_received = False
@@ -713,6 +715,7 @@ class Transport:
                 connection._dirty.pop(session, None)
                 connection._dirty[session] = None
             self._had_turn.clear()
+            self._cut_short.clear()
         if connection._local == _LOCAL_CLOSED and not self._close_sent and not self._more_output:
             error = connection.condition.to_spec() if connection.condition else None
             self._write(0, spec.Close(error=error))
@@ -787,8 +790,8 @@ class Transport:
                 # channel: end once it came (_on_begin marks us), so that no other
                 # session takes the channel first and gets the answer.
                 return
-            if session._dirty_links:
-                return  # its links' frames left for the next output go first
+            if session in self._cut_short:
+                return  # its links' transfers left for the next output go first
             error = session.condition.to_spec() if session.condition else None
             self._write(channel, spec.End(error=error))
             session._end_sent = True
@@ -938,6 +941,7 @@ class Transport:
         `more_output` and calls again when it chooses, not at once."""
         session._dirty_links[link] = None
         session.connection._dirty[session] = None
+        self._cut_short[session] = None
         if wrote:
             self._had_turn.append((session, link))
         self._more_output = True

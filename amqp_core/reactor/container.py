@@ -218,9 +218,11 @@ class _Driver(asyncio.Protocol):
             return
         transport = self.transport
         data = transport.output()
-        if data and not socket.is_closing():
+        if socket.is_closing():
+            return
+        if data:
             socket.write(data)
-        if transport.closed and not socket.is_closing():
+        if transport.closed:
             socket.close()
         elif transport.more_output and not self._flush_scheduled:
             # The engine gives a large message a slice at a time: the next slice after
