@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .codec import DecodeError
+from .engine import Condition
 from .engine.endpoints import Delivery, Endpoint
 from .message import Message
 
@@ -286,7 +288,16 @@ class IncomingMessageHandler(Handler, Acking):
             delivery.settle()
         elif delivery.readable and not delivery.partial:
             message = Message()
-            message.decode(link.recv(delivery.pending) or b"")
+            try:
+                message.decode(link.recv(delivery.pending) or b"")
+            except DecodeError as error:
+                # One peer's malformed message is that message's problem: rejected, and
+                # the connection and the link go on (it used to fail the connection).
+                link.advance()
+                delivery.local.condition = Condition("amqp:decode-error", str(error))
+                self.settle(delivery, Delivery.REJECTED)
+                log.warning("rejected a message that cannot be decoded: %s", error)
+                return
             link.advance()
             event.message = message
             if link._local == Endpoint.LOCAL_CLOSED:

@@ -330,3 +330,17 @@ def test_clear_restores_defaults() -> None:
     message.clear()
     assert message == Message()
     assert repr(message) == "Message(priority=4)"
+
+
+def test_a_non_ascii_symbol_from_protons_message_reads_and_writes_back_as_utf8() -> None:
+    """AMQP symbols are ASCII, yet Proton's Message writes a content type it was given
+    in UTF-8 (and reads it back). A message a Proton program sends must decode here, or
+    a broker or gateway on amqp_core refuses it, and must go on as it came."""
+    theirs = proton.Message(body=b"x", content_type="t\u00ebxt/plain")
+    encoded = bytes(theirs.encode())
+    ours = Message()
+    ours.decode(encoded)
+    assert ours.content_type == "t\u00ebxt/plain"
+    back = proton.Message()
+    back.decode(ours.encode())
+    assert back.content_type == "t\u00ebxt/plain" and back.body == b"x"

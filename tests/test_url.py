@@ -121,7 +121,7 @@ def test_port_is_an_int_that_prints_as_given() -> None:
 def test_a_port_out_of_range_is_refused(number: int) -> None:
     """Else the system's resolver reads 99999 as 34463, and a broker listens there."""
     with pytest.raises(ValueError, match="out of range"):
-        Url(f"host:{number}").port
+        _ = Url(f"host:{number}").port
     assert Url("host:65535").port == 65535 and Url("host:0").port == 0
 
 

@@ -37,7 +37,7 @@ exit codes:
 def _listen_address(text: str) -> str:
     """`text` if it is a HOST:PORT to listen on."""
     try:
-        Url(text).port  # noqa: B018 (read to check it)
+        _ = Url(text).port  # read to check it
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return text
