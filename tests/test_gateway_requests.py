@@ -339,3 +339,66 @@ def test_a_reply_amqp_core_cannot_decode_costs_the_gateway_nothing_else(tmp_path
             log = gateway.log.read_text(errors="replace")
             assert "lost the connection" not in log, gateway.log_tail()
             assert "cannot be decoded" in log
+
+
+#: A Proton service listening for the gateway itself, that takes one request and exits
+#: without replying: at once, leaving it unsettled ("unsettled"), or once it accepted it
+#: ("accepted").
+VANISHING_SERVICE = """
+import os
+import sys
+import uuid
+from proton.handlers import MessagingHandler
+from proton.reactor import Container
+
+
+class Service(MessagingHandler):
+    def __init__(self, url, when):
+        super().__init__(auto_accept=False)
+        self.url, self.when = url, when
+
+    def on_start(self, event):
+        self.container = event.container
+        event.container.listen(self.url)
+
+    def on_link_opening(self, event):
+        if event.link.is_sender and event.link.remote_source.dynamic:
+            event.link.source.address = str(uuid.uuid4())
+        elif event.link.is_receiver:
+            event.link.target.address = event.link.remote_target.address
+
+    def on_message(self, event):
+        print("received", event.message.correlation_id, flush=True)
+        if self.when == "unsettled":
+            os._exit(3)
+        self.accept(event.delivery)
+        self.container.schedule(0.3, self)
+
+    def on_timer_task(self, event):
+        os._exit(3)
+
+
+Container(Service(sys.argv[1], sys.argv[2])).run()
+"""
+
+
+@pytest.mark.parametrize("when", ["unsettled", "accepted"])
+def test_a_request_whose_service_vanished_is_in_doubt_not_unavailable(
+    tmp_path: Path, when: str
+) -> None:
+    """The service took the request, then its connection was lost before any reply (before
+    or after the request was accepted). It may have acted on it: that is the in-doubt
+    problem (504), not "broker unavailable" (503, which says nothing was sent)."""
+    port = free_port()
+    service = script(tmp_path, "vanishing_service", VANISHING_SERVICE)
+    with (
+        Program(tmp_path, [sys.executable, str(service), f"{HOST}:{port}", when]) as program,
+        GatewayServer(tmp_path, "--amqp-url", f"amqp://{HOST}:{port}") as gateway,
+    ):
+        wait_for_port(port)
+        answer = call(gateway, "service", "do it once", **{"amqp-id": "order-1"})
+        problem = assert_problem(answer, 504)
+        assert problem["type"] == "/problems/in-doubt", problem
+        assert problem["message_id"] == "order-1"
+        assert "retry-after" not in answer.headers
+        program.wait_for_line("received")
