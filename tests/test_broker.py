@@ -430,6 +430,22 @@ def test_full_queue_holds_producers_credit_back(
     assert [receiver.receive(timeout=PROMPTLY).body for _ in range(3)] == [1, 2, 3]
 
 
+def test_expired_messages_make_room_for_the_producers_held_back(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker("--max-queue-depth", "2")
+    producer = connect(url)
+    sender = producer.create_sender("perishing", name="producer")
+    for number in range(2):
+        sender.send(client.Message(body=number, ttl=0.5))
+    assert sender.link.credit == 0
+    # Nobody consumes: the expiry sweep alone frees the room.
+    producer.wait(lambda: sender.link.credit > 0, timeout=PROMPTLY)
+    sender.send(client.Message(body="after expiry"))
+    receiver = connect(url).create_receiver("perishing", name="consumer")
+    assert receiver.receive(timeout=PROMPTLY).body == "after expiry"
+
+
 def test_full_queue_by_bytes_holds_producers_credit_back(
     client: Client, start_broker: Any, connect: Any
 ) -> None:
@@ -589,6 +605,44 @@ def test_selector_that_does_not_parse_detaches_with_invalid_field(
     condition = detached.value.link.remote_condition
     assert condition.name == "amqp:invalid-field"
     assert "position 9" in condition.description
+
+
+def test_a_selector_gets_a_message_released_behind_where_it_looked(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker()
+    connection = connect(url)
+    sender = connection.create_sender("sorted", name="producer")
+    sender.send(client.Message(body="red", properties={"colour": "red"}))
+    sender.send(client.Message(body="blue", properties={"colour": "blue"}))
+    anyone = connection.create_receiver("sorted", name="anyone")  # one credit: takes "red"
+    assert anyone.receive(timeout=PROMPTLY).body == "red"
+    reds = connect(url).create_receiver(
+        "sorted", name="reds", credit=10, options=client.Selector("colour = 'red'")
+    )
+    with pytest.raises(client.Timeout):
+        reds.receive(timeout=QUIETLY)  # it looked at "blue", which is not for it
+    anyone.release(delivered=False)
+    flush(connection)
+    assert reds.receive(timeout=PROMPTLY).body == "red"
+
+
+def test_a_selector_gets_a_higher_priority_message_that_arrives_behind_where_it_looked(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker()
+    connection = connect(url)
+    sender = connection.create_sender("ranked", name="producer")
+    for number in range(3):
+        sender.send(client.Message(body=f"blue {number}", properties={"colour": "blue"}))
+    reds = connection.create_receiver(
+        "ranked", name="reds", credit=10, options=client.Selector("colour = 'red'")
+    )
+    with pytest.raises(client.Timeout):
+        reds.receive(timeout=QUIETLY)
+    sender.send(client.Message(body="red, urgent", priority=9, properties={"colour": "red"}))
+    sender.send(client.Message(body="red", properties={"colour": "red"}))
+    assert [reds.receive(timeout=PROMPTLY).body for _ in range(2)] == ["red, urgent", "red"]
 
 
 # -- durability -------------------------------------------------------------------------
