@@ -4,14 +4,14 @@ Three scenarios, each printing latencies (p50, p99, max) that a bystander sees:
 
 - ``selectors``: the gateway with its embedded broker, a queue 20,000 deep, and 20
   WebSocket streams on it whose selector matches none of its messages. POST /messages
-  to that queue and GET /healthz, one at a time, before the streams open and while they
-  are open.
+  to that queue one at a time, and meanwhile GET /healthz one at a time, before the
+  streams open and while they are open.
 - ``queues``: the gateway with its embedded broker, 20,000 queues holding one message
   each, then 1,000 idle AMQP sender links (on one connection) to 1,000 of them. GET
   /healthz every 20 ms for a while, before and after the senders attach.
 - ``idle-producers``: `amqp-broker` on its own, N idle connections (default 5,000), each
-  with one sender link to an address of its own. The broker's CPU use and a probe's
-  round trips (send, receive, accept through another queue) over a while.
+  with one sender link to an address of its own. The broker's CPU use over a while,
+  then a probe's round trips (send, receive, accept through another queue).
 
 Absolute figures on a shared 2-core machine are noise; compare before and after, and
 with the bystander's figures when the crowd is absent.
@@ -29,6 +29,7 @@ import contextlib
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,25 +151,34 @@ def crowd(url: str, prefix: str, links: int, per_connection: int) -> Iterator[No
 
 
 async def post_and_health(url: str, address: str, calls: int) -> tuple[list[float], list[float]]:
-    """`calls` POSTs to `address` and `calls` GET /healthz, alternating, one at a time."""
-    posts, healths = [], []
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-        for number in range(calls):
-            started = time.perf_counter()
-            answer = await client.post(f"/messages/{address}", json={"call": number})
-            posts.append(time.perf_counter() - started)
-            if answer.status_code != 201:
-                raise SystemExit(f"POST answered {answer.status_code}: {answer.text}")
-            started = time.perf_counter()
-            answer = await client.get("/healthz")
-            healths.append(time.perf_counter() - started)
-            if answer.status_code != 200:
-                raise SystemExit(f"/healthz answered {answer.status_code}")
+    """`calls` POSTs to `address`, one at a time, and meanwhile GET /healthz one at a time
+    on another connection: the latencies of both."""
+    posts: list[float] = []
+    healths: list[float] = []
+
+    async def post() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            for number in range(calls):
+                started = time.perf_counter()
+                answer = await client.post(f"/messages/{address}", json={"call": number})
+                posts.append(time.perf_counter() - started)
+                if answer.status_code != 201:
+                    raise SystemExit(f"POST answered {answer.status_code}: {answer.text}")
+
+    async def health() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            while len(posts) < calls:
+                started = time.perf_counter()
+                if (await client.get("/healthz")).status_code != 200:
+                    raise SystemExit("/healthz did not answer 200")
+                healths.append(time.perf_counter() - started)
+
+    await asyncio.gather(post(), health())
     return posts, healths
 
 
 async def with_streams(url: str, address: str, streams: int, calls: int) -> tuple[Any, Any]:
-    selector = "colour = 'none'"
+    selector = urllib.parse.quote("colour = 'none'")
     ws_url = url.replace("http", "ws", 1) + f"/streams/{address}?selector={selector}"
     async with contextlib.AsyncExitStack() as stack:
         for _ in range(streams):
@@ -180,7 +190,7 @@ async def with_streams(url: str, address: str, streams: int, calls: int) -> tupl
 def selectors(options: argparse.Namespace) -> None:
     print(
         f"selectors: a queue {options.depth} deep, {options.streams} WebSocket streams whose "
-        f"selector matches nothing; {options.calls} POSTs and /healthz, one at a time"
+        f"selector matches nothing; {options.calls} POSTs one at a time, /healthz meanwhile"
     )
     with gateway() as (url, amqp_port):
         address = "crowded"
@@ -238,7 +248,7 @@ def idle_producers(options: argparse.Namespace) -> None:
     count = options.connections
     print(
         f"idle producers: amqp-broker, {count} connections with one idle sender link each; "
-        f"broker CPU and a probe's round trips over {options.seconds:g} s"
+        f"the broker's CPU over {options.seconds:g} s, then a probe's round trips over as long"
     )
     port = free_port()
     command = [sys.executable, "-m", "amqp_core.broker", "-a", f"127.0.0.1:{port}"]
@@ -247,17 +257,19 @@ def idle_producers(options: argparse.Namespace) -> None:
         wait_for_port(port, timeout=30)
         url = f"127.0.0.1:{port}"
         with crowd(url, "idle", count, 1):
+            used, started = cpu_seconds(broker.pid), time.monotonic()
+            time.sleep(options.seconds)
+            used, ended = cpu_seconds(broker.pid) - used, time.monotonic()
+            print(f"  broker CPU {used / (ended - started) * 100:5.1f} %")
             probe = Probe(url, "probe")
             try:
-                used, started = cpu_seconds(broker.pid), time.monotonic()
+                started = time.monotonic()
                 time.sleep(options.seconds)
-                used, ended = cpu_seconds(broker.pid) - used, time.monotonic()
                 # The round trip under way counts too: it may be the one held longest.
-                ended = probe.finish_after(ended)
+                ended = probe.finish_after(time.monotonic())
             finally:
                 probe.stop()
         round_trips = [rtt / 1000 for rtt in probe.between(started, ended)]
-        print(f"  broker CPU {used / (ended - started) * 100:5.1f} %")
         print(f"  probe: {len(round_trips)} round trips, {summary(round_trips)}")
     finally:
         stop(broker, 15)

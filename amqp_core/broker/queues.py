@@ -99,9 +99,6 @@ class Deadlines:
         self._queues: weakref.WeakValueDictionary[int, Queue] = weakref.WeakValueDictionary()
         self._numbers = itertools.count(1)
 
-    def __len__(self) -> int:
-        return len(self._index)
-
     def register(self, queue: Queue) -> int:
         """A number for `queue`, by which its deadlines are filed."""
         number = next(self._numbers)

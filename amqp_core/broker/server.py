@@ -19,6 +19,12 @@ address, gets its message to a full queue released instead. Connections, links p
 connection and message size are limited too, each refused with
 ``amqp:resource-limit-exceeded`` (``amqp:link:message-size-exceeded`` for size).
 
+Costs: the credit of each address's producers is counted as it is granted and used, and
+the producers held back by a full queue are remembered; when room comes (a message
+consumed or expired, a producer gone) only those get credit. Once a second the broker
+drops the expired messages, which `Deadlines` hands over in time order: nothing runs per
+address, per producer or per connection, so idle links cost nothing.
+
 Durability: with `BrokerConfig.data_dir`, a durable message sent to a queue is written
 to the store (`amqp_core.broker.store`) before it is accepted, loaded back at start, and
 removed once a consumer accepted it. Store writes are batched: what arrives in one
@@ -69,9 +75,9 @@ MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 #: How often the broker drops the messages whose deadline passed, in seconds.
 EXPIRY_SWEEP_INTERVAL = 1.0
 
-#: Expired messages dropped in one pass of the event loop, at most: when a million expire
-#: at once, the others go on in the next passes.
-EXPIRY_SLICE = 1000
+#: Expired messages dropped in one pass of the event loop, at most (a few milliseconds):
+#: when a million expire at once, the others go on in the next passes.
+EXPIRY_SLICE = 256
 
 RESOURCE_LIMIT = "amqp:resource-limit-exceeded"
 MESSAGE_SIZE = "amqp:link:message-size-exceeded"
@@ -140,6 +146,8 @@ class _Arrival:
     priority: int
     deadline: float | None
     durable: bool
+    #: Its row in the durable store, once written there.
+    store_id: int | None = None
 
 
 def _deadline(message: Message, now: float) -> float | None:
@@ -568,7 +576,6 @@ class Broker(MessagingHandler):
         if not (arrivals or removals or counts):
             return
         durable = [a for a in arrivals if a.durable and isinstance(a.node, Queue)]
-        store_ids: dict[int, int] = {}
         failure: StoreError | None = None
         try:
             ids = store.apply([(a.node.address, a.encoded) for a in durable], removals, counts)
@@ -576,7 +583,8 @@ class Broker(MessagingHandler):
             log.error("%s (settled messages may come back after a restart)", error)
             failure = error
         else:
-            store_ids = {id(a): store_id for a, store_id in zip(durable, ids, strict=True)}
+            for arrival, store_id in zip(durable, ids, strict=True):
+                arrival.store_id = store_id
         for arrival in arrivals:
             node = arrival.node
             if isinstance(node, Topic):
@@ -587,8 +595,7 @@ class Broker(MessagingHandler):
                     arrival.settle(Delivery.REJECTED, condition)
                 continue
             else:
-                store_id = store_ids.get(id(arrival))
-                node.publish(arrival.encoded, arrival.priority, arrival.deadline, store_id)
+                node.publish(arrival.encoded, arrival.priority, arrival.deadline, arrival.store_id)
             if arrival.settle is not None:
                 arrival.settle(Delivery.ACCEPTED, None)
 
