@@ -7,13 +7,11 @@ in a thread of this process where the test reads `Broker.stats()`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,8 +27,6 @@ from processes import free_port, stop, wait_for_port
 import amqp_core
 import amqp_core.reactor
 import amqp_core.utils
-from amqp_core.broker.server import Broker, BrokerConfig
-from amqp_core.reactor import Container
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,53 +51,6 @@ def start_broker() -> Iterator[Callable[..., str]]:
     yield start
     for process in started:
         stop(process)
-
-
-class InProcessBroker:
-    """A Broker running in a thread of its own, with its own event loop."""
-
-    def __init__(self, config: BrokerConfig) -> None:
-        self.broker = Broker(config)
-        self.container = Container(self.broker)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
-        self._thread.start()
-        self._ready.wait(PROMPTLY)
-
-    async def _serve(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.container.start()
-        self._ready.set()
-        await self.container.wait()
-
-    def call(self, function: Callable[[], Any]) -> Any:
-        """`function()`, run in the broker's event loop."""
-        assert self.loop is not None
-
-        async def run() -> Any:
-            return function()
-
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(PROMPTLY)
-
-    def stats(self) -> dict[str, Any]:
-        return self.call(self.broker.stats)  # type: ignore[no-any-return]
-
-    def stop(self) -> None:
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.container.stop)
-        self._thread.join(PROMPTLY)
-
-
-@pytest.fixture
-def in_process_broker() -> Iterator[tuple[InProcessBroker, str]]:
-    port = free_port()
-    broker = InProcessBroker(BrokerConfig(address=f"127.0.0.1:{port}"))
-    try:
-        wait_for_port(port)
-        yield broker, f"127.0.0.1:{port}"
-    finally:
-        broker.stop()
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from in_process_broker import InProcessBroker
 from processes import free_port, stop, wait_for_port
-from test_broker import InProcessBroker
 
 from amqp_core import Message
 from amqp_core.broker.selector import Selector
@@ -126,17 +126,6 @@ def crowd() -> Iterator[Callable[..., Client]]:
         client.stop()
 
 
-@pytest.fixture
-def deep_broker() -> Iterator[tuple[InProcessBroker, str]]:
-    port = free_port()
-    broker = InProcessBroker(BrokerConfig(address=f"127.0.0.1:{port}"))
-    try:
-        wait_for_port(port)
-        yield broker, f"127.0.0.1:{port}"
-    finally:
-        broker.stop()
-
-
 def fill(broker: InProcessBroker, address: str, count: int) -> None:
     """Put `count` messages on `address`, numbered from 0, directly in the broker."""
 
@@ -154,9 +143,9 @@ def fill(broker: InProcessBroker, address: str, count: int) -> None:
 
 @pytest.mark.slow
 def test_draining_a_million_deep_queue_never_holds_the_broker(
-    deep_broker: tuple[InProcessBroker, str], crowd: Callable[..., Client]
+    in_process_broker: tuple[InProcessBroker, str], crowd: Callable[..., Client]
 ) -> None:
-    broker, url = deep_broker
+    broker, url = in_process_broker
     fill(broker, "deep", 1_000_000)
     broker.call(lambda: broker.broker.publish("deep", Message(body="urgent", priority=9), ignore))
     probe = crowd("probe", url, "bystander")
@@ -180,9 +169,9 @@ def test_draining_a_million_deep_queue_never_holds_the_broker(
 
 
 def test_consumers_whose_selector_matches_nothing_cost_a_deep_queue_nothing(
-    deep_broker: tuple[InProcessBroker, str], crowd: Callable[..., Client]
+    in_process_broker: tuple[InProcessBroker, str], crowd: Callable[..., Client]
 ) -> None:
-    broker, url = deep_broker
+    broker, url = in_process_broker
     fill(broker, "crowded", 20_000)
     probe = crowd("probe", url, "bystander")
     assert probe.line() == "ready"
@@ -211,7 +200,7 @@ def test_consumers_whose_selector_matches_nothing_cost_a_deep_queue_nothing(
 
 
 def test_each_waiting_message_is_examined_once_by_each_selector(
-    deep_broker: tuple[InProcessBroker, str],
+    in_process_broker: tuple[InProcessBroker, str],
     crowd: Callable[..., Client],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -224,7 +213,7 @@ def test_each_waiting_message_is_examined_once_by_each_selector(
         return evaluate(selector, source)
 
     monkeypatch.setattr(Selector, "matches", counted)  # the broker's, in this process
-    broker, url = deep_broker
+    broker, url = in_process_broker
     fill(broker, "examined", 2_000)
     selecting = crowd("select", url, "examined", "colour = 'none'", "5")
     assert selecting.line() == "ready"
