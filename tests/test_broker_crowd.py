@@ -39,11 +39,12 @@ CROWD_CLIENT = Path(__file__).resolve().parent / "peers" / "crowd_client.py"
 PROMPTLY = 30.0
 #: A bystander's round trip slower than this (ms) was held up: unloaded, a round trip
 #: takes a millisecond or two, and a broker that holds its event loop for no more than
-#: a few milliseconds at a time adds no more than that.
-SLOW_MS = 50.0
+#: a few milliseconds at a time adds no more than that. On a machine whose two cores
+#: are busy with other work too, round trips of 50-100 ms come and go.
+SLOW_MS = 100.0
 #: The share of a bystander's time that may go to slow round trips: the noise of a
-#: shared machine. When a deep queue held the loop for 100-400 ms per 1,000 messages
-#: sent, it was over half.
+#: shared machine. When a deep queue held the loop for 200-300 ms per 2,000 messages
+#: sent, it was over 40%; idle producers that cost a second each second, over 50%.
 HELD_SHARE = 0.1
 
 
@@ -150,8 +151,8 @@ def test_draining_a_million_deep_queue_never_holds_the_broker(
     broker.call(lambda: broker.broker.publish("deep", Message(body="urgent", priority=9), ignore))
     probe = crowd("probe", url, "bystander")
     assert probe.line() == "ready"
-    # A batch consumer: 1,000 messages at a time, as a WebSocket client may ask for.
-    drain = crowd("drain", url, "deep", "20000", "1000")
+    # A batch consumer: 2,000 messages at a time.
+    drain = crowd("drain", url, "deep", "20000", "2000")
     assert drain.line() == "ready"
     assert drain.line() == "'urgent'"  # a higher priority is first, at any depth
     started = time.monotonic()
