@@ -154,6 +154,18 @@ def test_proton_message_decodes_with_ours(fields: dict[str, Any]) -> None:
 
 
 @SETTINGS
+@given(all_fields())
+def test_decoding_without_the_body_reads_every_other_section_of_protons(
+    fields: dict[str, Any],
+) -> None:
+    encoded = to_proton_message(fields).encode()
+    ours = Message()
+    ours.decode(encoded, body=False)
+    check_fields(ours, {**fields, "inferred": False}, body=False)  # inferred: of the body
+    assert (ours.body, ours.footer) == (None, None)
+
+
+@SETTINGS
 @given(s.message_ids, st.sampled_from(["id", "correlation_id"]))
 def test_message_ids_of_every_type(value: Any, field: str) -> None:
     ours = Message(**{field: value}, body="x")
