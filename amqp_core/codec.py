@@ -130,7 +130,7 @@ def _encode_string(out: bytearray, value: str) -> None:
 
 
 def _encode_symbol(out: bytearray, value: str) -> None:
-    raw = value.encode("ascii")
+    raw = value.encode("utf-8")  # see _symbol
     if len(raw) < 256:
         out.append(0xA3)
         out.append(len(raw))
@@ -384,7 +384,7 @@ def _compound_elements(code8: int) -> Callable[[list[Any]], tuple[int, list[byte
 
 
 def _encode_symbol_raw(value: str) -> bytes:
-    return value.encode("ascii")
+    return value.encode("utf-8")  # see _symbol
 
 
 _ARRAY_ELEMENTS: dict[AMQPType, Callable[[list[Any]], tuple[int, list[bytes]]]] = {
@@ -558,11 +558,14 @@ def _utf8(data: bytes, start: int, end: int) -> str:
         raise DecodeError(f"string is not valid UTF-8 ({exc.reason})", start + exc.start) from None
 
 
-def _ascii_symbol(data: bytes, start: int, end: int) -> symbol:
-    raw = data[start:end]
-    if not raw.isascii():
-        raise DecodeError("symbol is not ASCII", start)
-    return str.__new__(symbol, raw.decode("ascii"))
+def _symbol(data: bytes, start: int, end: int) -> symbol:
+    # AMQP's symbols are ASCII, but Proton's Message writes a content type, subject or
+    # annotation key it was given in UTF-8 and reads it back so: a message from a Proton
+    # program must not be undecodable here. So symbols are UTF-8 both ways.
+    try:
+        return str.__new__(symbol, data[start:end].decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"symbol is not valid UTF-8 ({exc.reason})", start + exc.start) from None
 
 
 def _char(data: bytes, pos: int) -> char:
@@ -854,8 +857,8 @@ def _build_readers() -> list[Reader]:
         0xB0: (4, lambda d, s, e: d[s:e], "binary"),
         0xA1: (1, _utf8, "string"),
         0xB1: (4, _utf8, "string"),
-        0xA3: (1, _ascii_symbol, "symbol"),
-        0xB3: (4, _ascii_symbol, "symbol"),
+        0xA3: (1, _symbol, "symbol"),
+        0xB3: (4, _symbol, "symbol"),
     }
     for code, (size_width, convert_variable, what) in variable.items():
         readers[code] = _variable_reader(size_width, convert_variable, what)

@@ -15,6 +15,8 @@ import logging
 import weakref
 from typing import Any
 
+from .codec import DecodeError
+from .engine import Condition
 from .engine.endpoints import Delivery, Endpoint, Receiver
 from .message import Message, MessageReader
 
@@ -312,7 +314,16 @@ class IncomingMessageHandler(Handler, Acking):
             self._callback("on_aborted", event)
             delivery.settle()
         elif delivery.readable:
-            message, reader = read_message(link, delivery, self._readers.pop(delivery, None))
+            try:
+                message, reader = read_message(link, delivery, self._readers.pop(delivery, None))
+            except DecodeError as error:
+                # One peer's malformed message is that message's problem: rejected, and
+                # the connection and the link go on (it used to fail the connection).
+                link.advance()
+                delivery.local.condition = Condition("amqp:decode-error", str(error))
+                self.settle(delivery, Delivery.REJECTED)
+                log.warning("rejected a message that cannot be decoded: %s", error)
+                return
             if message is None:
                 assert reader is not None
                 self._readers[delivery] = reader

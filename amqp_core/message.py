@@ -257,12 +257,14 @@ class Message:
 
     # -- decoding ------------------------------------------------------------------------
 
-    def decode(self, data: bytes | bytearray | memoryview) -> None:
+    def decode(self, data: bytes | bytearray | memoryview, body: bool = True) -> None:
         """Replace this message's contents with the message encoded in `data`.
 
         Raises `DecodeError` for bytes that are not a well-formed message: sections
         must come in the spec's order, each at most once (data and amqp-sequence
-        sections may repeat), with one kind of body.
+        sections may repeat), with one kind of body. With `body` false, decoding stops
+        where the body starts: the body and footer stay unset and unchecked (a broker
+        selecting messages reads only the sections before them).
         """
         if not isinstance(data, bytes):
             data = bytes(data)
@@ -280,6 +282,8 @@ class Message:
                 pos += 3
             else:
                 code, pos = _read_section_descriptor(data, pos)
+            if not body and code in _BODIES:
+                break
             expected = _ALLOWED_AFTER[previous].get(code, _Misplaced)
             if expected is _Misplaced:
                 raise _misplaced(code, previous, start)

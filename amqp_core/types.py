@@ -171,6 +171,8 @@ class symbol(str):
     __slots__ = ()
 
     def __new__(cls, value: Any = "") -> symbol:
+        if type(value) is cls:
+            return value  # checked when made (or decoded: see codec._symbol)
         self = str.__new__(cls, value)
         if not self.isascii():
             raise ValueError(f"symbol must be ASCII: {str(self)!r}")

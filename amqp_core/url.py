@@ -60,9 +60,14 @@ class Url:
         @staticmethod
         def _number(value: int | str) -> int:
             try:
-                return int(value)
+                number = int(value)
             except ValueError:
                 pass
+            else:
+                # The system's resolver would quietly take 99999 as 99999 % 65536.
+                if not 0 <= number <= 65535:
+                    raise ValueError(f"port {number} is out of range: 0 to 65535")
+                return number
             assert isinstance(value, str)
             try:
                 return socket.getservbyname(value)

@@ -24,8 +24,21 @@ ours/RabbitMQ: of the best rates, and per round (a pair of neighbouring runs) wi
 median, the figure to quote. Absolute rates on a shared 2-core machine are noise; the
 ratio in one run is the result.
 
+--depths N,N,... is the depth sweep instead: for each depth, the producer first fills a
+queue nobody reads with N messages, then one consumer drains it, while a probe client
+makes one round trip at a time (send, receive, accept) through another queue of the same
+broker (tests/peers/crowd_client.py, a Proton client). It prints the drain rate, the
+probe's round trips during the drain (p50, p99, max), and, for our broker, its resident
+memory per queued message (the growth of its RSS while the queue filled, divided by N).
+
+--memory N measures a broker in this process instead: N messages of --size bytes arrive
+(each decoded from its bytes, as from a producer) on one queue; it prints the growth of
+the process's RSS per message and how long a full garbage collection takes with them
+waiting (the median of five).
+
 Usage: python bench/broker.py [--messages N] [--rounds R] [--size BYTES] [--durable]
                               [--prefetch W] [--no-rabbitmq] [--profile FILE]
+                              [--depths N,N,... | --memory N]
 
 --profile FILE runs our broker under cProfile and writes its statistics to FILE
 (read them with `python -m pstats FILE`); its rates then include the profiler's cost.
@@ -42,6 +55,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -49,8 +63,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+CROWD_CLIENT = REPO / "tests" / "peers" / "crowd_client.py"
 #: Seconds a producer or consumer may take before the round counts as failed.
 ROUND_TIMEOUT = 600
+#: Seconds a fill or a drain of the depth sweep may take.
+DRAIN_TIMEOUT = 1800
 
 
 def run_producer(url: str, address: str, messages: int, size: int, durable: bool) -> None:
@@ -126,7 +143,7 @@ def run_consumer(url: str, address: str, messages: int, prefetch: int, durable: 
             receiver.flow(min(prefetch, messages))
 
         def on_link_opened(self, event: Any) -> None:
-            print("ready", flush=True)
+            print(f"ready {time.monotonic():.6f}", flush=True)
 
         def on_message(self, event: Any) -> None:
             self.received += 1
@@ -181,7 +198,7 @@ def measure(url: str, address: str, args: argparse.Namespace) -> float:
     options += ["--prefetch", str(args.prefetch)] + (["--durable"] if args.durable else [])
     consumer = subprocess.Popen([*me, "--role", "consumer", *options], stdout=subprocess.PIPE)
     try:
-        if read_line(consumer, 60) != "ready":
+        if not read_line(consumer, 60).startswith("ready"):
             raise RuntimeError("the consumer did not attach")
         producer = subprocess.run(
             [*me, "--role", "producer", *options],
@@ -200,9 +217,120 @@ def measure(url: str, address: str, args: argparse.Namespace) -> float:
     return args.messages / (max(produced, consumed) - started)
 
 
+def resident_kib(pid: int) -> int:
+    """The resident memory of process `pid`, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+class Probe:
+    """A bystander through `address` (tests/peers/crowd_client.py, a Proton client making
+    one round trip after another), its round trips collected with the time each ended,
+    by a thread reading its output."""
+
+    def __init__(self, url: str, address: str) -> None:
+        command = [sys.executable, str(CROWD_CLIENT), "probe", url, address]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE)
+        self.round_trips: list[tuple[float, float]] = []  # (ended at, milliseconds)
+        if read_line(self.process, 60, "the probe") != "ready":
+            raise RuntimeError("the probe did not attach")
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.round_trips.append((time.monotonic(), float(line)))
+
+    def between(self, start: float, end: float) -> list[float]:
+        return [rtt for ended, rtt in self.round_trips if start <= ended <= end]
+
+    def finish_after(self, moment: float, timeout: float = ROUND_TIMEOUT) -> float:
+        """Wait for the round trip under way at `moment` to end; when it did."""
+        deadline = time.monotonic() + timeout
+        while not self.round_trips or self.round_trips[-1][0] < moment:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no round trip ended in {timeout} s")
+            time.sleep(0.01)
+        return self.round_trips[-1][0]
+
+    def stop(self) -> None:
+        stop(self.process, 5)
+        self._reader.join(5)
+
+
+def depth_sweep(url: str, pid: int | None, depth: int, args: argparse.Namespace) -> str:
+    """Fill a queue with `depth` messages, then drain it; one line of results."""
+    me = [sys.executable, __file__, "--url", url]
+    tag = uuid.uuid4().hex[:8]
+    queue, probe_queue = f"depth-{tag}", f"probe-{tag}"
+    if pid is None:  # RabbitMQ: /queue/NAME declares the queue on attach
+        queue, probe_queue = f"/queue/{queue}", f"/queue/{probe_queue}"
+    options = ["--address", queue, "--messages", str(depth), "--size", str(args.size)]
+    options += ["--prefetch", str(args.prefetch)] + (["--durable"] if args.durable else [])
+    before = resident_kib(pid) if pid else 0
+    subprocess.run(
+        [*me, "--role", "producer", *options],
+        timeout=DRAIN_TIMEOUT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    per_message = f"{(resident_kib(pid) - before) * 1024 / depth:6.0f}" if pid else "     -"
+    probe = Probe(url, probe_queue)
+    consumer = subprocess.Popen([*me, "--role", "consumer", *options], stdout=subprocess.PIPE)
+    try:
+        started = float(read_line(consumer, 60).split()[1])
+        finished = float(read_line(consumer, DRAIN_TIMEOUT))
+        consumer.wait(timeout=60)
+    finally:
+        stop(consumer, 5)
+        probe.stop()
+    round_trips = sorted(probe.between(started, finished)) or [float("nan")]
+    p50 = round_trips[len(round_trips) // 2]
+    p99 = round_trips[min(len(round_trips) - 1, len(round_trips) * 99 // 100)]
+    rate = depth / (finished - started)
+    return (
+        f"{depth:>9d} {rate:10.0f} {p50:9.1f} {p99:9.1f} {round_trips[-1]:9.1f} "
+        f"{len(round_trips):7d} {per_message}"
+    )
+
+
+def memory(count: int, size: int) -> None:
+    """RSS per waiting message, and the time of a full collection with them waiting."""
+    import gc
+
+    from amqp_core import Message
+    from amqp_core.broker.server import Broker
+
+    broker = Broker()
+    encoded = Message(id=1, body=b"x" * size).encode()
+    gc.collect()
+    before = resident_kib(os.getpid())
+    for _ in range(count):
+        message = Message()
+        message.decode(encoded)
+        broker.publish("memory", message, lambda state, condition: None)
+    del message
+    gc.collect()
+    per_message = (resident_kib(os.getpid()) - before) * 1024 / count
+    collections = []
+    for _ in range(5):
+        started = time.perf_counter()
+        gc.collect()
+        collections.append(time.perf_counter() - started)
+    print(
+        f"{count} waiting messages of {len(encoded)} bytes (body {size}): "
+        f"RSS {per_message:.0f} bytes per message, "
+        f"full garbage collection {statistics.median(collections) * 1000:.1f} ms"
+    )
+
+
 @contextlib.contextmanager
-def our_broker(durable: bool, profile: str | None) -> Iterator[str]:
-    """`python -m amqp_core.broker` on a free port (optionally under cProfile)."""
+def our_broker(durable: bool, profile: str | None) -> Iterator[tuple[str, int]]:
+    """`python -m amqp_core.broker` on a free port (optionally under cProfile): its URL
+    and PID."""
     from processes import free_port, wait_for_port
 
     port = free_port()
@@ -216,7 +344,7 @@ def our_broker(durable: bool, profile: str | None) -> Iterator[str]:
         broker = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
         try:
             wait_for_port(port, timeout=30)
-            yield f"amqp://127.0.0.1:{port}"
+            yield f"amqp://127.0.0.1:{port}", broker.pid
         finally:
             stop(broker, 60)
 
@@ -238,6 +366,15 @@ def main() -> None:
     )
     parser.add_argument("--no-rabbitmq", action="store_true", help="measure our broker only")
     parser.add_argument("--profile", metavar="FILE", help="cProfile our broker into FILE")
+    parser.add_argument(
+        "--depths",
+        metavar="N,N,...",
+        help="the depth sweep: fill a queue with N messages, then drain it (e.g. "
+        "10000,100000,1000000)",
+    )
+    parser.add_argument(
+        "--memory", type=int, metavar="N", help="memory and garbage collection, N messages"
+    )
     parser.add_argument("--role", choices=["producer", "consumer"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
@@ -248,29 +385,49 @@ def main() -> None:
     if args.role == "consumer":
         run_consumer(args.url, args.address, args.messages, args.prefetch, args.durable)
         return
+    if args.memory:
+        memory(args.memory, args.size)
+        return
 
     sys.path.insert(0, str(REPO / "tests"))  # tests/rabbitmq.py and tests/processes.py
     from rabbitmq import RabbitMQ, rabbitmq_available
 
     kind = "durable" if args.durable else "non-durable"
-    print(
-        f"{args.messages} acknowledged {kind} messages of {args.size} bytes, "
-        f"producer -> queue -> consumer (credit window {args.prefetch}), {args.rounds} round(s)"
-    )
+    if args.depths:
+        print(
+            f"depth sweep: {kind} messages of {args.size} bytes fill a queue, then one "
+            f"consumer drains it (credit window {args.prefetch}) while a probe makes round "
+            "trips through another queue"
+        )
+    else:
+        print(
+            f"{args.messages} acknowledged {kind} messages of {args.size} bytes, producer -> "
+            f"queue -> consumer (credit window {args.prefetch}), {args.rounds} round(s)"
+        )
     with contextlib.ExitStack() as stack:
-        brokers = {"ours": stack.enter_context(our_broker(args.durable, args.profile))}
+        url, pid = stack.enter_context(our_broker(args.durable, args.profile))
+        brokers: dict[str, tuple[str, int | None]] = {"ours": (url, pid)}
         if args.no_rabbitmq:
             pass
         elif rabbitmq_available():
             started = time.monotonic()
             rabbit = stack.enter_context(RabbitMQ())
             print(f"  RabbitMQ 3.10 started in {time.monotonic() - started:.1f} s")
-            brokers["rabbitmq"] = rabbit.url
+            brokers["rabbitmq"] = (rabbit.url, None)
         else:
             print("  rabbitmq-server is not installed: measuring our broker only")
+        if args.depths:
+            print(
+                f"{'broker':10s} {'depth':>9s} {'drain/s':>10s} {'probe p50':>9s} {'p99':>9s} "
+                f"{'max ms':>9s} {'probes':>7s} {'RSS B/msg':>9s}"
+            )
+            for depth in (int(text) for text in args.depths.split(",")):
+                for name, (url, pid) in brokers.items():
+                    print(f"{name:10s} {depth_sweep(url, pid, depth, args)}", flush=True)
+            return
         rates: dict[str, list[float]] = {name: [] for name in brokers}
         for round_number in range(args.rounds):
-            for name, url in brokers.items():
+            for name, (url, _) in brokers.items():
                 # A queue of its own each round; RabbitMQ declares /queue/NAME on attach.
                 queue = f"bench-{uuid.uuid4().hex[:8]}"
                 address = f"/queue/{queue}" if name == "rabbitmq" else queue

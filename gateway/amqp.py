@@ -97,6 +97,7 @@ __all__ = [
     "Outcome",
     "RequestNotAccepted",
     "RequestTimeout",
+    "RequestInDoubt",
     "SendInDoubt",
     "SendTimeout",
     "StreamInterrupted",
@@ -152,6 +153,11 @@ class SendInDoubt(GatewayAmqpError):
         )
         self.address = address
         self.message_id = message_id
+
+
+class RequestInDoubt(SendInDoubt):
+    """A request went to the broker, and then the connection or the link was lost
+    before its reply came: the service may or may not have had it (HTTP 504)."""
 
 
 class SendTimeout(SendInDoubt):
@@ -1021,8 +1027,11 @@ class AmqpClient:
         Sets the message's reply_to (the gateway's reply address) and correlation_id (a
         fresh one: the reply is matched by it). RequestTimeout when no reply comes within
         `timeout` seconds; RequestNotAccepted when the broker does not accept the
-        request; BrokerUnavailable and AddressRefused as for `send`."""
+        request; BrokerUnavailable (nothing was sent), RequestInDoubt (the request was
+        sent, then the connection or link was lost before its reply) and AddressRefused
+        as for `send`."""
         connection, senders = self._require_connection()
+        handed_over = False
         with self._operation():
             try:
                 async with asyncio.timeout(timeout):
@@ -1031,6 +1040,8 @@ class AmqpClient:
                     message.correlation_id = correlation_id
                     try:
                         async with senders.use(address) as sender:
+                            await sender.wait_for_credit()
+                            handed_over = True  # sender.send hands it over at once
                             outcome = await sender.send(message)
                         if not outcome.accepted:
                             raise RequestNotAccepted(address, outcome)
@@ -1039,11 +1050,16 @@ class AmqpClient:
                         self._replies.forget(correlation_id)
             except TimeoutError:
                 raise RequestTimeout(address, timeout) from None
-            except (ConnectionException, LinkException) as error:
-                raise BrokerUnavailable(
-                    f"the link to {address!r} was lost before the broker settled the request "
-                    f"({error}); it may or may not have been delivered"
-                ) from None
+            except (ConnectionException, LinkException, BrokerUnavailable) as error:
+                if handed_over:
+                    raise RequestInDoubt(
+                        address,
+                        message.id,
+                        f"the connection or link was lost before its reply came ({error})",
+                    ) from None
+                if isinstance(error, BrokerUnavailable):
+                    raise
+                raise _not_sent(address, f"the link was lost ({error})") from None
 
     # -- receiving --------------------------------------------------------------------
 

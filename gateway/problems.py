@@ -19,6 +19,7 @@ from gateway.amqp import (
     AddressRefused,
     BrokerUnavailable,
     GatewayAmqpError,
+    RequestInDoubt,
     RequestNotAccepted,
     RequestTimeout,
     SendInDoubt,
@@ -168,6 +169,14 @@ def amqp_problem(error: GatewayAmqpError) -> ProblemError:
     if isinstance(error, BrokerUnavailable):
         return ProblemError(
             503, "Broker unavailable", str(error), headers={"Retry-After": RETRY_AFTER}
+        )
+    if isinstance(error, RequestInDoubt):
+        return ProblemError(
+            504,
+            "Outcome unknown",
+            f"{error}. A retry may call the service twice",
+            problem_type=IN_DOUBT,
+            message_id=error.message_id,
         )
     if isinstance(error, SendInDoubt):
         return ProblemError(

@@ -23,6 +23,8 @@ def split_host_port(value: str, default_port: int) -> tuple[str, int]:
         host = host[1:-1]
     if port and not port.isdigit():
         raise ValueError(f"not HOST:PORT: {value!r}")
+    if port and int(port) > 65535:
+        raise ValueError(f"port {port} is out of range: 0 to 65535")
     return host or "127.0.0.1", int(port) if port else default_port
 
 

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 from certificates import Certificates, make_certificates
+from in_process_broker import InProcessBroker
 from processes import free_port, stop, wait_for_port
 from rabbitmq import RABBITMQ_BIN, RabbitMQ, rabbitmq_available
+
+from amqp_core.broker.server import BrokerConfig
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -90,6 +93,19 @@ def proton_broker(proton_examples: Path) -> Iterator[str]:
 def our_broker() -> Iterator[str]:
     """examples/broker.py on a free port; yields its host:port."""
     yield from _broker(REPO / "examples" / "broker.py")
+
+
+@pytest.fixture
+def in_process_broker() -> Iterator[tuple[InProcessBroker, str]]:
+    """amqp_core's broker in a thread of this process, on a free port; yields it and its
+    host:port."""
+    port = free_port()
+    broker = InProcessBroker(BrokerConfig(address=f"127.0.0.1:{port}"))
+    try:
+        wait_for_port(port)
+        yield broker, f"127.0.0.1:{port}"
+    finally:
+        broker.stop()
 
 
 @pytest.fixture(scope="session")

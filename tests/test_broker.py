@@ -7,13 +7,11 @@ in a thread of this process where the test reads `Broker.stats()`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,8 +27,6 @@ from processes import free_port, stop, wait_for_port
 import amqp_core
 import amqp_core.reactor
 import amqp_core.utils
-from amqp_core.broker.server import Broker, BrokerConfig
-from amqp_core.reactor import Container
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,53 +51,6 @@ def start_broker() -> Iterator[Callable[..., str]]:
     yield start
     for process in started:
         stop(process)
-
-
-class InProcessBroker:
-    """A Broker running in a thread of its own, with its own event loop."""
-
-    def __init__(self, config: BrokerConfig) -> None:
-        self.broker = Broker(config)
-        self.container = Container(self.broker)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
-        self._thread.start()
-        self._ready.wait(PROMPTLY)
-
-    async def _serve(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.container.start()
-        self._ready.set()
-        await self.container.wait()
-
-    def call(self, function: Callable[[], Any]) -> Any:
-        """`function()`, run in the broker's event loop."""
-        assert self.loop is not None
-
-        async def run() -> Any:
-            return function()
-
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(PROMPTLY)
-
-    def stats(self) -> dict[str, Any]:
-        return self.call(self.broker.stats)  # type: ignore[no-any-return]
-
-    def stop(self) -> None:
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.container.stop)
-        self._thread.join(PROMPTLY)
-
-
-@pytest.fixture
-def in_process_broker() -> Iterator[tuple[InProcessBroker, str]]:
-    port = free_port()
-    broker = InProcessBroker(BrokerConfig(address=f"127.0.0.1:{port}"))
-    try:
-        wait_for_port(port)
-        yield broker, f"127.0.0.1:{port}"
-    finally:
-        broker.stop()
 
 
 @dataclass(frozen=True)
@@ -430,6 +379,22 @@ def test_full_queue_holds_producers_credit_back(
     assert [receiver.receive(timeout=PROMPTLY).body for _ in range(3)] == [1, 2, 3]
 
 
+def test_expired_messages_make_room_for_the_producers_held_back(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker("--max-queue-depth", "2")
+    producer = connect(url)
+    sender = producer.create_sender("perishing", name="producer")
+    for number in range(2):
+        sender.send(client.Message(body=number, ttl=0.5))
+    assert sender.link.credit == 0
+    # Nobody consumes: the expiry sweep alone frees the room.
+    producer.wait(lambda: sender.link.credit > 0, timeout=PROMPTLY)
+    sender.send(client.Message(body="after expiry"))
+    receiver = connect(url).create_receiver("perishing", name="consumer")
+    assert receiver.receive(timeout=PROMPTLY).body == "after expiry"
+
+
 def test_full_queue_by_bytes_holds_producers_credit_back(
     client: Client, start_broker: Any, connect: Any
 ) -> None:
@@ -589,6 +554,44 @@ def test_selector_that_does_not_parse_detaches_with_invalid_field(
     condition = detached.value.link.remote_condition
     assert condition.name == "amqp:invalid-field"
     assert "position 9" in condition.description
+
+
+def test_a_selector_gets_a_message_released_behind_where_it_looked(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker()
+    connection = connect(url)
+    sender = connection.create_sender("sorted", name="producer")
+    sender.send(client.Message(body="red", properties={"colour": "red"}))
+    sender.send(client.Message(body="blue", properties={"colour": "blue"}))
+    anyone = connection.create_receiver("sorted", name="anyone")  # one credit: takes "red"
+    assert anyone.receive(timeout=PROMPTLY).body == "red"
+    reds = connect(url).create_receiver(
+        "sorted", name="reds", credit=10, options=client.Selector("colour = 'red'")
+    )
+    with pytest.raises(client.Timeout):
+        reds.receive(timeout=QUIETLY)  # it looked at "blue", which is not for it
+    anyone.release(delivered=False)
+    flush(connection)
+    assert reds.receive(timeout=PROMPTLY).body == "red"
+
+
+def test_a_selector_gets_a_higher_priority_message_that_arrives_behind_where_it_looked(
+    client: Client, start_broker: Any, connect: Any
+) -> None:
+    url = start_broker()
+    connection = connect(url)
+    sender = connection.create_sender("ranked", name="producer")
+    for number in range(3):
+        sender.send(client.Message(body=f"blue {number}", properties={"colour": "blue"}))
+    reds = connection.create_receiver(
+        "ranked", name="reds", credit=10, options=client.Selector("colour = 'red'")
+    )
+    with pytest.raises(client.Timeout):
+        reds.receive(timeout=QUIETLY)
+    sender.send(client.Message(body="red, urgent", priority=9, properties={"colour": "red"}))
+    sender.send(client.Message(body="red", properties={"colour": "red"}))
+    assert [reds.receive(timeout=PROMPTLY).body for _ in range(2)] == ["red, urgent", "red"]
 
 
 # -- durability -------------------------------------------------------------------------

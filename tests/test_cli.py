@@ -70,6 +70,9 @@ def gateway_command(*flags: str) -> list[str]:
         (["--max-body", "abc"], ["--max-body", "GATEWAY_MAX_BODY", "integer"]),
         (["--max-body", "5"], ["--max-body", "1048576"]),
         (["--http", "here:there"], ["--http", "HOST:PORT"]),
+        # The resolver would take port 99999 as 34463 and listen there.
+        (["--http", "127.0.0.1:99999"], ["--http", "99999", "out of range"]),
+        (["--amqp-listen", "127.0.0.1:70000"], ["--amqp-listen", "70000", "out of range"]),
         (["--log-level", "loud"], ["--log-level", "debug"]),
         (["--no-such-flag"], ["--no-such-flag", "--help"]),
         (["--max-body"], ["--max-body", "argument"]),
@@ -127,6 +130,8 @@ def test_gateway_help_lists_the_exit_codes() -> None:
         (["--max-queue-depth", "many"], ["--max-queue-depth", "many"]),
         (["--max-message-size", "0"], ["--max-message-size", "at least 1"]),
         (["--no-such-flag"], ["--no-such-flag", "--help"]),
+        (["-a", "127.0.0.1:99999"], ["--address", "99999", "out of range"]),
+        (["-a", "127.0.0.1:amqq"], ["--address", "amqq"]),
     ],
 )
 def test_a_bad_broker_option_is_one_line_and_exit_2(flags: list[str], named: list[str]) -> None:

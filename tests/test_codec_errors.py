@@ -40,7 +40,7 @@ def decode_error(data: bytes) -> DecodeError:
         (b"\x0f", 0, "unknown constructor 0x0f"),
         (b"\xc0\x02\x01\xff", 3, "unknown constructor 0xff"),
         (b"\xa1\x02\xff\xfe", 2, "not valid UTF-8"),
-        (b"\xa3\x02\xc3\xa9", 2, "not ASCII"),
+        (b"\xa3\x02\xff\xfe", 2, "symbol is not valid UTF-8"),
         (b"\xc0\x03\x09\x40\x40", 3, "count 9 is more than"),
         (b"\xc1\x03\x03\x40\x40", 3, "odd"),
         (b"\xd0\x00\x00\x00\x08\xff\xff\xff\xff\x40\x40\x40\x40", 9, "more than"),

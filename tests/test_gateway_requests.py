@@ -238,13 +238,17 @@ def reply_with(gateway: GatewayServer, content_type: str, body: Any) -> httpx.Re
         ("application/x-thing\r\nX-Injected: yes", b"some bytes"),
         ("text/plain\nX-Injected: yes", "a string"),
         ("application/x\x7fthing", b"some bytes"),
+        # Proton's Message writes it in UTF-8; the broker used to refuse the reply as
+        # undecodable, and the caller waited for its 504.
+        ("application/t\u00ebxt", b"some bytes"),
     ],
 )
-def test_a_reply_content_type_with_line_breaks_is_a_502_problem(
+def test_a_reply_content_type_http_cannot_carry_is_a_502_problem(
     gateway: GatewayServer, content_type: str, body: Any
 ) -> None:
     """Any service can send one; HTTP cannot carry it. The caller gets an answer that
-    says so (uvicorn used to drop the connection without one), and no injected header."""
+    says so (uvicorn used to drop the connection without one, or the caller timed out),
+    and no injected header."""
     answer = reply_with(gateway, content_type, body)
     problem = assert_problem(answer, 502)
     assert "content type" in problem["detail"]
@@ -260,7 +264,8 @@ def test_white_space_around_a_reply_content_type_is_dropped(gateway: GatewayServ
 
 
 #: A Proton service listening for the gateway itself (as server_direct.py does), that
-#: replies with the request's body and, as its content type, the request's subject.
+#: replies with the request's body and, as its content type, the request's subject; to
+#: the subject "undecodable", with bytes that are no AMQP message.
 TYPED_REPLIER = """
 import sys
 import uuid
@@ -289,6 +294,12 @@ class Replier(MessagingHandler):
 
     def on_message(self, event):
         request = event.message
+        if request.subject == "undecodable":
+            sender = self.senders[request.reply_to]
+            sender.delivery(str(uuid.uuid4()))
+            sender.send(b"\\x00Sw\\xa3\\x02\\xff\\xfe")  # a symbol that is not UTF-8
+            sender.advance()
+            return
         self.senders[request.reply_to].send(
             Message(
                 address=request.reply_to,
@@ -304,8 +315,7 @@ Container(Replier(sys.argv[1])).run()
 
 
 def test_a_reply_amqp_core_cannot_decode_costs_the_gateway_nothing_else(tmp_path: Path) -> None:
-    """Proton sends a non-ASCII symbol as UTF-8; AMQP symbols are ASCII and amqp_core
-    refuses to decode one. The gateway's reply receiver rejects that reply
+    """The gateway's reply receiver rejects a reply that is no AMQP message
     (amqp:decode-error) and goes on: its AMQP connection, shared by every client, used to
     be dropped. The caller waits out its Request-Timeout (504): the gateway never got a
     reply it could read, nor its correlation id."""
@@ -320,7 +330,7 @@ def test_a_reply_amqp_core_cannot_decode_costs_the_gateway_nothing_else(tmp_path
                 gateway,
                 "typed",
                 "second",
-                **{"amqp-subject": "t%C3%ABxt/plain", "Request-Timeout": "1"},
+                **{"amqp-subject": "undecodable", "Request-Timeout": "1"},
             )
             assert_problem(odd, 504)
             again = call(gateway, "typed", "third", **{"amqp-subject": "text/plain"})
@@ -329,3 +339,66 @@ def test_a_reply_amqp_core_cannot_decode_costs_the_gateway_nothing_else(tmp_path
             log = gateway.log.read_text(errors="replace")
             assert "lost the connection" not in log, gateway.log_tail()
             assert "cannot be decoded" in log
+
+
+#: A Proton service listening for the gateway itself, that takes one request and exits
+#: without replying: at once, leaving it unsettled ("unsettled"), or once it accepted it
+#: ("accepted").
+VANISHING_SERVICE = """
+import os
+import sys
+import uuid
+from proton.handlers import MessagingHandler
+from proton.reactor import Container
+
+
+class Service(MessagingHandler):
+    def __init__(self, url, when):
+        super().__init__(auto_accept=False)
+        self.url, self.when = url, when
+
+    def on_start(self, event):
+        self.container = event.container
+        event.container.listen(self.url)
+
+    def on_link_opening(self, event):
+        if event.link.is_sender and event.link.remote_source.dynamic:
+            event.link.source.address = str(uuid.uuid4())
+        elif event.link.is_receiver:
+            event.link.target.address = event.link.remote_target.address
+
+    def on_message(self, event):
+        print("received", event.message.correlation_id, flush=True)
+        if self.when == "unsettled":
+            os._exit(3)
+        self.accept(event.delivery)
+        self.container.schedule(0.3, self)
+
+    def on_timer_task(self, event):
+        os._exit(3)
+
+
+Container(Service(sys.argv[1], sys.argv[2])).run()
+"""
+
+
+@pytest.mark.parametrize("when", ["unsettled", "accepted"])
+def test_a_request_whose_service_vanished_is_in_doubt_not_unavailable(
+    tmp_path: Path, when: str
+) -> None:
+    """The service took the request, then its connection was lost before any reply (before
+    or after the request was accepted). It may have acted on it: that is the in-doubt
+    problem (504), not "broker unavailable" (503, which says nothing was sent)."""
+    port = free_port()
+    service = script(tmp_path, "vanishing_service", VANISHING_SERVICE)
+    with (
+        Program(tmp_path, [sys.executable, str(service), f"{HOST}:{port}", when]) as program,
+        GatewayServer(tmp_path, "--amqp-url", f"amqp://{HOST}:{port}") as gateway,
+    ):
+        wait_for_port(port)
+        answer = call(gateway, "service", "do it once", **{"amqp-id": "order-1"})
+        problem = assert_problem(answer, 504)
+        assert problem["type"] == "/problems/in-doubt", problem
+        assert problem["message_id"] == "order-1"
+        assert "retry-after" not in answer.headers
+        program.wait_for_line("received")

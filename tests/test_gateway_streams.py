@@ -216,6 +216,21 @@ def test_a_frame_that_is_no_ack_gets_an_error_frame_a_log_line_and_the_stream_go
     assert f"bad acknowledgement on the stream from {address!r}" in gateway.log.read_text()
 
 
+def test_a_client_sending_only_bad_frames_costs_the_log_one_line(
+    gateway: GatewayServer,
+) -> None:
+    """Each bad frame is answered, but only the stream's first is logged (at the info
+    level the gateway runs with): a hostile client cannot flood the log."""
+    address = unique("flood")
+    with websocket(gateway, address, ack="client") as client:
+        for _ in range(200):
+            client.send("not json")
+        answers = frames(client, 200)
+        assert all(answer["error"]["status"] == 400 for answer in answers)
+    logged = gateway.log.read_text().count(f"bad acknowledgement on the stream from {address!r}")
+    assert logged == 1, logged
+
+
 def test_a_message_over_the_websocket_size_limit_closes_the_socket_with_1009(
     gateway: GatewayServer,
 ) -> None:

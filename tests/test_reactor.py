@@ -383,3 +383,38 @@ def test_connect_fails_over_across_urls() -> None:
 
     Container(receiver, Sender()).run()
     assert receiver.bodies == ["found you"]
+
+
+def test_a_message_that_cannot_be_decoded_is_rejected_and_the_connection_goes_on() -> None:
+    """A peer's malformed message is rejected with amqp:decode-error; the receiver's
+    connection and link go on to the next message (it used to fail the connection)."""
+    port = free_port()
+    outcomes: list[tuple[str, Any]] = []
+
+    class Receiver(Echo):
+        def on_connection_error(self, event: Any) -> None:
+            outcomes.append(("connection error", event.connection.remote_condition))
+
+    class RawSender(MessagingHandler):
+        def on_start(self, event: Any) -> None:
+            event.container.create_sender(f"127.0.0.1:{port}/q")
+
+        def on_sendable(self, event: Any) -> None:
+            sender = event.sender
+            if sender.delivery_count == 0:
+                sender.delivery(sender.delivery_tag())
+                sender.stream(b"\x00Sw\xa3\x02\xff\xfe")  # a symbol that is not UTF-8
+                sender.advance()
+                sender.send(Message(body="after"))
+
+        def on_rejected(self, event: Any) -> None:
+            outcomes.append(("rejected", event.delivery.remote.condition.name))
+
+        def on_accepted(self, event: Any) -> None:
+            outcomes.append(("accepted", None))
+
+    receiver = Receiver(f"127.0.0.1:{port}", expected=1)
+    container = Container(receiver, RawSender())
+    container.run()
+    assert receiver.bodies == ["after"]
+    assert outcomes[:2] == [("rejected", "amqp:decode-error"), ("accepted", None)], outcomes

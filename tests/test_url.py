@@ -117,6 +117,14 @@ def test_port_is_an_int_that_prints_as_given() -> None:
         Url.Port("no-such-service-here")
 
 
+@pytest.mark.parametrize("number", [65536, 99999, -1])
+def test_a_port_out_of_range_is_refused(number: int) -> None:
+    """Else the system's resolver reads 99999 as 34463, and a broker listens there."""
+    with pytest.raises(ValueError, match="out of range"):
+        _ = Url(f"host:{number}").port
+    assert Url("host:65535").port == 65535 and Url("host:0").port == 0
+
+
 def test_equality_is_by_text() -> None:
     assert Url("localhost:5672/examples") == "amqp://localhost:5672/examples"
     assert Url("a") != Url("b")

@@ -6,6 +6,7 @@ change, with an exit code per kind (`EXIT_CODES`)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from amqp_core.cli import (
     run,
 )
 from amqp_core.reactor import Container
+from amqp_core.url import Url
 
 EXIT_CODES = f"""\
 exit codes:
@@ -30,6 +32,15 @@ exit codes:
   {EXIT_CANNOT_LISTEN}  cannot listen on --address (in use, not allowed, not local)
   {EXIT_DATA_DIR}  --data-dir is used by another broker, or cannot be used
 """
+
+
+def _listen_address(text: str) -> str:
+    """`text` if it is a HOST:PORT to listen on."""
+    try:
+        _ = Url(text).port  # read to check it
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def parse_arguments(arguments: Sequence[str] | None = None) -> BrokerConfig:
@@ -45,6 +56,7 @@ def parse_arguments(arguments: Sequence[str] | None = None) -> BrokerConfig:
         "-a",
         "--address",
         default=defaults.address,
+        type=_listen_address,
         metavar="HOST:PORT",
         help="address to listen on (default %(default)s)",
     )

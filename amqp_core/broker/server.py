@@ -19,6 +19,12 @@ address, gets its message to a full queue released instead. Connections, links p
 connection and message size are limited too, each refused with
 ``amqp:resource-limit-exceeded`` (``amqp:link:message-size-exceeded`` for size).
 
+Costs: the credit of each address's producers is counted as it is granted and used, and
+the producers held back by a full queue are remembered; when room comes (a message
+consumed or expired, a producer gone) only those get credit. Once a second the broker
+drops the expired messages, which `Deadlines` hands over in time order: nothing runs per
+address, per producer or per connection, so idle links cost nothing.
+
 Durability: with `BrokerConfig.data_dir`, a durable message sent to a queue is written
 to the store (`amqp_core.broker.store`) before it is accepted, loaded back at start, and
 removed once a consumer accepted it. Store writes are batched: what arrives in one
@@ -34,13 +40,22 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from amqp_core import Condition, Delivery, symbol
 from amqp_core.broker.filters import requested_selector
-from amqp_core.broker.queues import AddressStats, Consumer, Entry, Queue, Topic
+from amqp_core.broker.queues import (
+    AddressStats,
+    Consumer,
+    Deadlines,
+    Entry,
+    Queue,
+    QueueContext,
+    Topic,
+    priority_of,
+)
 from amqp_core.broker.selector import SelectorError
 from amqp_core.broker.store import MessageStore, StoreError
 from amqp_core.codec import DecodeError
@@ -57,8 +72,12 @@ PRODUCER_CREDIT_WINDOW = 100
 #: enough that one peer cannot make the broker buffer without bound.
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
-#: How often queues are swept for expired messages, in seconds.
+#: How often the broker drops the messages whose deadline passed, in seconds.
 EXPIRY_SWEEP_INTERVAL = 1.0
+
+#: Expired messages dropped in one pass of the event loop, at most (a few milliseconds):
+#: when a million expire at once, the others go on in the next passes.
+EXPIRY_SLICE = 256
 
 RESOURCE_LIMIT = "amqp:resource-limit-exceeded"
 MESSAGE_SIZE = "amqp:link:message-size-exceeded"
@@ -95,6 +114,52 @@ class BrokerConfig:
     max_message_size: int = MAX_MESSAGE_SIZE
 
 
+@dataclass(eq=False, slots=True)
+class _Producer:
+    """A producer link: its target address (None: ANONYMOUS-RELAY), and the credit
+    granted to it that it has not used yet."""
+
+    address: str | None
+    credit: int = 0
+
+
+@dataclass(eq=False)
+class _Producers:
+    """The producer links of one address."""
+
+    count: int = 0
+    #: Credit granted to them and not used yet, in all.
+    credit: int = 0
+    #: The links given less than their window for want of room, in the order they asked:
+    #: the ones to give credit to when room comes.
+    held: dict[Any, None] = field(default_factory=dict)
+
+
+@dataclass(eq=False, slots=True)
+class _Arrival:
+    """A message routed to a node, and what the node needs to queue it."""
+
+    #: How to settle with its producer, or None (a dead letter).
+    settle: Settle | None
+    node: Queue | Topic
+    encoded: bytes
+    priority: int
+    deadline: float | None
+    durable: bool
+    #: Its row in the durable store, once written there.
+    store_id: int | None = None
+
+
+def _deadline(message: Message, now: float) -> float | None:
+    """When a message that arrived at `now` expires (its ttl counts from then), or None."""
+    deadline = None
+    if message.ttl:
+        deadline = now + message.ttl
+    if message.expiry_time:
+        deadline = min(deadline or message.expiry_time, message.expiry_time)
+    return deadline
+
+
 class Broker(MessagingHandler):
     """An AMQP 1.0 broker; run it with `Container(Broker(config)).run()`."""
 
@@ -106,13 +171,16 @@ class Broker(MessagingHandler):
         self.config = config or BrokerConfig()
         self.nodes: dict[str, Queue | Topic] = {}
         self.consumers: dict[Any, tuple[Queue | Topic, Consumer, Queue]] = {}
-        self.producers: dict[Any, str | None] = {}  # incoming link -> its target address
+        self.producers: dict[Any, _Producer] = {}  # incoming link -> its producer
+        self._producers_at: dict[str, _Producers] = {}  # address -> its producers
         self.connections: dict[Any, int] = {}  # open connection -> links attached on it
         self.acceptor: Any = None
         self.store: MessageStore | None = None
         self.container: Any = None
-        # Waiting for the next store write: (how to settle with the producer, node, entry).
-        self._arrivals: list[tuple[Settle | None, Queue | Topic, Entry]] = []
+        self.deadlines = Deadlines()
+        self._queue_context = QueueContext(self.deadlines, self._expired, self._later)
+        # Waiting for the next store write.
+        self._arrivals: list[_Arrival] = []
         self._store_write_scheduled = False
         self._removals: list[int] = []
         self._delivery_counts: list[tuple[int, int]] = []
@@ -124,25 +192,22 @@ class Broker(MessagingHandler):
         node = self.nodes.get(address)
         if node is None:
             if address.startswith(self.config.topic_prefix):
-                node = Topic(address)
+                node = Topic(address, self._queue_context)
             else:
-                node = Queue(address, discard=self._discard)
+                node = Queue(address, self._queue_context)
             self.nodes[address] = node
         return node
 
     def stats(self) -> dict[str, AddressStats]:
         """Per-address statistics: depth, enqueued, dequeued, consumers, producers."""
-        producers: dict[str, int] = {}
-        for address in self.producers.values():
-            if address is not None:
-                producers[address] = producers.get(address, 0) + 1
+        producers = self._producers_at
         return {
             address: AddressStats(
                 depth=node.depth,
                 enqueued=node.enqueued,
                 dequeued=node.dequeued,
                 consumers=len(node.consumers),
-                producers=producers.get(address, 0),
+                producers=producers[address].count if address in producers else 0,
                 depth_bytes=node.depth_bytes,
                 expired=node.expired,
             )
@@ -157,24 +222,25 @@ class Broker(MessagingHandler):
 
     def _forget_if_idle(self, address: str) -> None:
         node = self.nodes.get(address)
-        if node is not None and node.idle and address not in self.producers.values():
+        if node is not None and node.idle and address not in self._producers_at:
             del self.nodes[address]
             if isinstance(node, Queue):
                 # A dynamic queue's messages go with it.
-                self._removals.extend(e.store_id for e in node.entries if e.store_id is not None)
+                self._removals.extend(e[3] for e in node.waiting if e[3] is not None)
 
-    def _discard(self, entry: Entry) -> None:
-        """A queue dropped an expired message."""
-        if entry.store_id is not None:
-            self._removals.append(entry.store_id)
+    def _expired(self, queue: Queue, entry: Entry) -> None:
+        """A queue dropped a message whose deadline passed."""
+        store_id = entry[3]
+        if store_id is not None:
+            self._removals.append(store_id)
+        self._resume_producers(queue.address)
+
+    def _later(self, function: Callable[[], None]) -> None:
+        self.container.schedule(0, _Call(function))
 
     def on_timer_task(self, event: Any) -> None:
-        now = time.time()
-        for node in self.nodes.values():
-            node.sweep(now)
-        for address in list(self.nodes):
-            self._resume_producers(address)
-        event.container.schedule(EXPIRY_SWEEP_INTERVAL, self)
+        more = self.deadlines.expire(time.time(), EXPIRY_SLICE)
+        event.container.schedule(0 if more else EXPIRY_SWEEP_INTERVAL, self)
 
     # -- connections and links ------------------------------------------------------------
 
@@ -202,12 +268,11 @@ class Broker(MessagingHandler):
                 continue
             message = Message()
             message.decode(stored.encoded)
-            entry = Entry.of(message, stored.encoded, now)
+            encoded = stored.encoded
             if stored.delivery_count != message.delivery_count:
                 message.delivery_count = stored.delivery_count
-                entry.encoded = message.encode()
-            entry.store_id = stored.store_id
-            node.publish(entry)
+                encoded = message.encode()
+            node.publish(encoded, message.priority, _deadline(message, now), stored.store_id)
 
     def close(self) -> None:
         """Close the store, once the container has stopped."""
@@ -246,14 +311,15 @@ class Broker(MessagingHandler):
             link.target.address = address
             link.max_message_size = self.config.max_message_size
             self._count_link(link, +1)
-            self.producers[link] = address
+            self.producers[link] = _Producer(address)
             if address is not None:
                 self.node(address)
+                self._producers_at.setdefault(address, _Producers()).count += 1
             return
         source = link.remote_source
         if source.dynamic:
             address = str(uuid.uuid4())
-            self.nodes[address] = Queue(address, dynamic=True, discard=self._discard)
+            self.nodes[address] = Queue(address, self._queue_context, dynamic=True)
         elif source.address:
             address = source.address
         else:
@@ -288,31 +354,67 @@ class Broker(MessagingHandler):
             self.connections[connection] += change
 
     def on_link_opened(self, event: Any) -> None:
-        if event.link in self.producers:
-            self._grant_credit(event.link)
+        link = event.link
+        if link in self.producers:
+            self._grant_credit(link)
+        elif link in self.consumers:
+            _, consumer, queue = self.consumers[link]
+            queue.wake(consumer)
 
     def _grant_credit(self, link: Any) -> None:
-        """Top a producer's credit up to the window, as far as its queue has room."""
-        wanted = self.config.producer_credit_window - link.credit
-        address = self.producers.get(link)
-        if address is not None and wanted > 0:
-            node = self.node(address)
-            limit = self.config.max_queue_depth
-            if limit is not None:
-                promised = sum(
-                    other.credit for other, target in self.producers.items() if target == address
-                )
-                wanted = min(wanted, limit - node.depth - promised)
-            byte_limit = self.config.max_queue_bytes
-            if byte_limit is not None and node.depth_bytes >= byte_limit:
-                wanted = 0
-        if wanted > 0:
-            link.flow(wanted)
+        """Top a producer's credit up to the window, as far as its queue has room; if it
+        has not room for that, remember the producer as held back."""
+        producer = self.producers.get(link)
+        if producer is None:
+            return
+        wanted = self.config.producer_credit_window - producer.credit
+        if wanted <= 0:
+            return
+        address = producer.address
+        if address is not None:
+            producers = self._producers_at[address]
+            room = self._room(self.node(address), producers)
+            if room < wanted:
+                producers.held[link] = None
+                wanted = room
+            else:
+                producers.held.pop(link, None)
+            if wanted <= 0:
+                return
+            producers.credit += wanted
+        producer.credit += wanted
+        link.flow(wanted)
+
+    def _room(self, node: Queue | Topic, producers: _Producers) -> int:
+        """Messages the producers of `node` may be granted credit for, beyond theirs."""
+        config = self.config
+        room = config.producer_credit_window
+        if config.max_queue_depth is not None:
+            room = min(room, config.max_queue_depth - node.depth - producers.credit)
+        if config.max_queue_bytes is not None and node.depth_bytes >= config.max_queue_bytes:
+            room = 0
+        return room
+
+    def _credit_used(self, link: Any) -> None:
+        """A producer sent a transfer: one credit less."""
+        producer = self.producers.get(link)
+        if producer is not None and producer.credit > 0:
+            producer.credit -= 1
+            if producer.address is not None:
+                self._producers_at[producer.address].credit -= 1
 
     def _resume_producers(self, address: str) -> None:
-        for link, target in list(self.producers.items()):
-            if target == address:
-                self._grant_credit(link)
+        """Room may have come at `address`: grant credit to the producers held back, in
+        turn, while there is room. Costs nothing when none is held back."""
+        producers = self._producers_at.get(address)
+        if producers is None:
+            return
+        held = producers.held
+        while held:
+            link = next(iter(held))
+            self._grant_credit(link)
+            if link in held:
+                return  # no more room
 
     def on_link_closing(self, event: Any) -> None:
         self._detach(event.link)
@@ -357,10 +459,19 @@ class Broker(MessagingHandler):
         self.connections.pop(connection, None)
 
     def _detach(self, link: Any) -> None:
-        if link in self.producers:
+        producer = self.producers.pop(link, None)
+        if producer is not None:
             self._count_link(link, -1)
-            address = self.producers.pop(link)
+            address = producer.address
             if address is not None:
+                producers = self._producers_at[address]
+                producers.count -= 1
+                producers.credit -= producer.credit
+                producers.held.pop(link, None)
+                if producers.count:
+                    self._resume_producers(address)  # its credit is room for the others
+                else:
+                    del self._producers_at[address]
                 self._forget_if_idle(address)
             return
         entry = self.consumers.pop(link, None)
@@ -383,11 +494,14 @@ class Broker(MessagingHandler):
             return  # our own sends: the OutgoingMessageHandler child reports those
         if delivery.aborted:
             delivery.settle()
+            self._credit_used(link)
+            self._grant_credit(link)
             return
         if delivery.partial or not delivery.readable:
             return
         encoded = link.recv(delivery.pending) or b""
         link.advance()
+        self._credit_used(link)
         message = Message()
         try:
             message.decode(encoded)
@@ -424,18 +538,19 @@ class Broker(MessagingHandler):
         if not held_by_credit and self._full(node):
             settle(Delivery.RELEASED, None)
             return
-        entry = Entry.of(message, encoded, time.time())
+        deadline = _deadline(message, time.time())
         if self._arrivals or (
             message.durable and self.store is not None and isinstance(node, Queue)
         ):
             # Accepted once stored (keeping the queue's order): on_reactor_quiesced, or
             # at once for a message published from outside the container's dispatch.
-            self._arrivals.append((settle, node, entry))
+            arrival = _Arrival(settle, node, encoded, message.priority, deadline, message.durable)
+            self._arrivals.append(arrival)
             if not self._store_write_scheduled and self.container is not None:
                 self._store_write_scheduled = True
-                self.container.schedule(0, _StoreWrite(self))
+                self.container.schedule(0, _Call(self._write_store))
             return
-        node.publish(entry)
+        node.publish(encoded, message.priority, deadline)
         settle(Delivery.ACCEPTED, None)
 
     def _settle_transfer(self, delivery: Any, state: int, condition: Condition | None) -> None:
@@ -460,33 +575,35 @@ class Broker(MessagingHandler):
         counts, self._delivery_counts = self._delivery_counts, []
         if not (arrivals or removals or counts):
             return
-        durable = [
-            (node.address, entry)
-            for _, node, entry in arrivals
-            if entry.message.durable and isinstance(node, Queue)
-        ]
+        durable = [a for a in arrivals if a.durable and isinstance(a.node, Queue)]
         failure: StoreError | None = None
         try:
-            ids = store.apply([(a, entry.encoded) for a, entry in durable], removals, counts)
+            ids = store.apply([(a.node.address, a.encoded) for a in durable], removals, counts)
         except StoreError as error:
             log.error("%s (settled messages may come back after a restart)", error)
             failure = error
         else:
-            for (_, entry), store_id in zip(durable, ids, strict=True):
-                entry.store_id = store_id
-        for settle, node, entry in arrivals:
-            if failure is not None and entry.message.durable and isinstance(node, Queue):
-                if settle is not None:
-                    settle(Delivery.REJECTED, Condition("amqp:internal-error", str(failure)))
+            for arrival, store_id in zip(durable, ids, strict=True):
+                arrival.store_id = store_id
+        for arrival in arrivals:
+            node = arrival.node
+            if isinstance(node, Topic):
+                node.publish(arrival.encoded, arrival.priority, arrival.deadline)
+            elif failure is not None and arrival.durable:
+                if arrival.settle is not None:
+                    condition = Condition("amqp:internal-error", str(failure))
+                    arrival.settle(Delivery.REJECTED, condition)
                 continue
-            node.publish(entry)
-            if settle is not None:
-                settle(Delivery.ACCEPTED, None)
+            else:
+                node.publish(arrival.encoded, arrival.priority, arrival.deadline, arrival.store_id)
+            if arrival.settle is not None:
+                arrival.settle(Delivery.ACCEPTED, None)
 
     def on_sendable(self, event: Any) -> None:
-        entry = self.consumers.get(event.link)
-        if entry is not None:
-            entry[2].dispatch()
+        found = self.consumers.get(event.link)
+        if found is not None:
+            _, consumer, queue = found
+            queue.wake(consumer)
 
     def on_accepted(self, event: Any) -> None:
         self._settled(event, "accepted")
@@ -509,42 +626,44 @@ class Broker(MessagingHandler):
         entry = consumer.unsettled.pop(event.delivery, None)
         if entry is None:
             return
+        store_id = entry[3]
         if outcome == "released":
             disposition = event.delivery.remote
-            if disposition.failed:
-                entry.count_failed_delivery()
-                if entry.store_id is not None:
-                    self._delivery_counts.append((entry.store_id, entry.message.delivery_count))
-            if disposition.undeliverable:
-                consumer.refused.add(entry.sequence)
-            queue.put_back(entry)
+            count = queue.release(
+                consumer, entry, disposition.failed, bool(disposition.undeliverable)
+            )
+            if count is not None and store_id is not None:
+                self._delivery_counts.append((store_id, count))
         else:
             queue.consumed(entry)
             if outcome == "rejected":
                 self._dead_letter(entry)
-            if entry.store_id is not None:
-                self._removals.append(entry.store_id)
+            if store_id is not None:
+                self._removals.append(store_id)
             self._resume_producers(node.address)
         queue.dispatch()
 
     def _dead_letter(self, entry: Entry) -> None:
         """Move a rejected message to the dead-letter address, stored first if durable."""
         node = self.node(self.config.dead_letter_address)
-        moved = Entry(entry.message, entry.encoded, entry.deadline)
-        if self.store is not None and entry.message.durable and isinstance(node, Queue):
-            self._arrivals.append((None, node, moved))
+        key, encoded, deadline, _ = entry
+        message = Message()
+        message.decode(encoded, body=False)
+        moved = _Arrival(None, node, encoded, priority_of(key), deadline, message.durable)
+        if self.store is not None and moved.durable and isinstance(node, Queue):
+            self._arrivals.append(moved)
         else:
-            node.publish(moved)
+            node.publish(encoded, moved.priority, deadline)
 
 
-class _StoreWrite:
-    """A timer task that writes what `Broker.publish` left waiting for the store."""
+class _Call:
+    """A timer task that calls a function: work left for a later pass of the event loop."""
 
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
+    def __init__(self, function: Callable[[], None]) -> None:
+        self.function = function
 
     def on_timer_task(self, event: Any) -> None:
-        self.broker._write_store()
+        self.function()
 
 
 def _refuse(link: Any, reason: str, condition: str = "amqp:invalid-field") -> None:

@@ -251,7 +251,9 @@ async def _forward(client: _Client, stream: StreamReceiver, state: Gateway, auto
 async def _read_acks(client: _Client, stream: StreamReceiver) -> None:
     """Settle what the client acknowledges. Anything else it sends (a binary frame, a
     text that is not an acknowledgement) is answered with an error frame and logged, and
-    the stream goes on."""
+    the stream goes on. Only a stream's first bad frame is a warning: a client sending
+    nothing else must not flood the log."""
+    bad_frames = 0
     while True:
         received = await client.websocket.receive()
         if received["type"] == "websocket.disconnect":
@@ -259,7 +261,9 @@ async def _read_acks(client: _Client, stream: StreamReceiver) -> None:
         try:
             stream.settle(*_parse_ack(received.get("text")))
         except (ValueError, UnknownMessageId) as error:
-            log.warning("bad acknowledgement on the stream from %r: %s", stream.address, error)
+            bad_frames += 1
+            level = logging.WARNING if bad_frames == 1 else logging.DEBUG
+            log.log(level, "bad acknowledgement on the stream from %r: %s", stream.address, error)
             problem = {"type": "about:blank", "title": "Bad ack", "status": 400}
             await client.send_error({**problem, "detail": str(error)})
 
