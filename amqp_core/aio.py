@@ -37,8 +37,8 @@ from .engine.endpoints import (
     Session,
 )
 from .exceptions import ConnectionException, LinkException, ProtonException, Timeout
-from .handlers import Handler
-from .message import Message
+from .handlers import Handler, read_message
+from .message import Message, MessageReader
 from .reactor.container import Container
 from .reactor.options import LinkOption
 
@@ -299,6 +299,9 @@ class AsyncReceiver(_AsyncLink):
     """
 
     link: Receiver
+    #: The delivery arriving in several frames and its reader (`read_message`); on the
+    #: class while there is none, so that an idle receiver does not hold the slot.
+    _reading: tuple[Delivery, MessageReader] | None = None
 
     def __init__(self, connection: AsyncConnection, link: Receiver, credit: int) -> None:
         super().__init__(connection, link)
@@ -327,15 +330,22 @@ class AsyncReceiver(_AsyncLink):
 
     def _delivery(self, delivery: Delivery) -> None:
         link = self.link
-        if delivery.partial or not delivery.readable:
+        if not delivery.readable:
             return
+        reading = self._reading
+        if reading is not None:
+            del self._reading  # back to the class's None
         if delivery.aborted:
             link.advance()
             delivery.settle()
             return
-        message = Message()
         try:
-            message.decode(link.recv(delivery.pending) or b"")
+            reader = reading[1] if reading is not None and reading[0] is delivery else None
+            message, reader = read_message(link, delivery, reader)
+            if message is None:
+                assert reader is not None
+                self._reading = (delivery, reader)
+                return
         except DecodeError as error:
             # One peer's malformed message is that message's problem: rejected, and the
             # connection and this receiver go on, as Proton's do.

@@ -57,7 +57,11 @@ class Frame(NamedTuple):
 
 
 def encode_frame(
-    out: bytearray, frame_type: int, channel: int, performative: Any, payload: bytes = b""
+    out: bytearray,
+    frame_type: int,
+    channel: int,
+    performative: Any,
+    payload: bytes | memoryview = b"",
 ) -> None:
     """Append one frame holding `performative` (and `payload`) to `out`."""
     start = len(out)
@@ -103,31 +107,48 @@ class FrameReader:
         frames: list[Frame] = []
         pos = 0
         available = len(buffer)
-        while available - pos >= 8 and len(frames) < limit:
-            size, data_offset, frame_type, channel = _unpack_frame_header(buffer, pos)
-            if size > self.max_frame_size:
-                raise FramingError(
-                    f"frame of {size} bytes exceeds the max-frame-size of {self.max_frame_size}"
-                )
-            if data_offset < 2 or data_offset * 4 > size:
-                raise FramingError(f"frame data offset {data_offset} does not fit size {size}")
-            if available - pos < size:
-                break
-            body_start = pos + data_offset * 4
-            end = pos + size
-            if body_start == end:
-                frames.append(Frame(frame_type, channel, None, b""))
-            else:
-                body = bytes(buffer[body_start:end])
-                try:
-                    performative, after = read_value(body, 0)
-                except DecodeError as error:
-                    raise FrameDecodeError(str(error)) from None
-                frames.append(Frame(frame_type, channel, performative, body[after:]))
-            pos = end
+        with memoryview(buffer) as view:
+            while available - pos >= 8 and len(frames) < limit:
+                size, data_offset, frame_type, channel = _unpack_frame_header(buffer, pos)
+                if size > self.max_frame_size:
+                    raise FramingError(
+                        f"frame of {size} bytes exceeds the max-frame-size of {self.max_frame_size}"
+                    )
+                if data_offset < 2 or data_offset * 4 > size:
+                    raise FramingError(f"frame data offset {data_offset} does not fit size {size}")
+                if available - pos < size:
+                    break
+                end = pos + size
+                frames.append(_frame(view, pos + data_offset * 4, end, frame_type, channel))
+                pos = end
         if pos:
             del buffer[:pos]
         return frames
+
+
+#: A frame's body is copied out of the read buffer whole when it is this small; a
+#: larger one has its performative read from its first bytes, and its payload copied
+#: out once (a transfer's payload is most of a 256 KiB frame).
+_SMALL_FRAME = 4096
+
+
+def _frame(view: memoryview, start: int, end: int, frame_type: int, channel: int) -> Frame:
+    if start == end:
+        return Frame(frame_type, channel, None, b"")
+    if end - start > _SMALL_FRAME:
+        head = bytes(view[start : start + _SMALL_FRAME])
+        try:
+            performative, after = read_value(head, 0)
+        except DecodeError:
+            pass  # a performative longer than that (or a bad one): read the whole body
+        else:
+            return Frame(frame_type, channel, performative, bytes(view[start + after : end]))
+    body = bytes(view[start:end])
+    try:
+        performative, after = read_value(body, 0)
+    except DecodeError as error:
+        raise FrameDecodeError(str(error)) from None
+    return Frame(frame_type, channel, performative, body[after:])
 
 
 class FrameDecodeError(FramingError):

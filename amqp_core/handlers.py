@@ -12,12 +12,13 @@ overrides only the callbacks it cares about.
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
 from .codec import DecodeError
 from .engine import Condition
-from .engine.endpoints import Delivery, Endpoint
-from .message import Message
+from .engine.endpoints import Delivery, Endpoint, Receiver
+from .message import Message, MessageReader
 
 __all__ = [
     "Acking",
@@ -270,6 +271,27 @@ class EndpointStateHandler(Handler):
         event.connection._disconnect_reported = False
 
 
+def read_message(
+    link: Receiver, delivery: Delivery, reader: MessageReader | None
+) -> tuple[Message | None, MessageReader | None]:
+    """Read what has come of `delivery`, the link's current one. Once all of it came:
+    (its message, None). Before: (None, a reader holding what came so far), to pass
+    back in as `reader` at its next frame. So a message in many frames is read a frame
+    at a time, as it comes, and its large body is never copied whole; a message in one
+    frame is simply decoded. DecodeError for a message that is not one."""
+    data = link.recv(delivery.pending) or b""
+    if delivery.partial:
+        reader = reader or MessageReader()
+        reader.feed(data)
+        return None, reader
+    if reader is None:
+        message = Message()
+        message.decode(data)
+        return message, None
+    reader.feed(data)
+    return reader.message(), None
+
+
 class IncomingMessageHandler(Handler, Acking):
     """Read complete messages into `event.message`, call `on_message`, and accept
     them (if `auto_accept`) unless it raised `Reject` or `Release`."""
@@ -277,6 +299,10 @@ class IncomingMessageHandler(Handler, Acking):
     def __init__(self, auto_accept: bool = True, delegate: Any = None) -> None:
         self.delegate = delegate
         self.auto_accept = auto_accept
+        # Messages arriving in several frames, read as they come (`read_message`).
+        self._readers: weakref.WeakKeyDictionary[Delivery, MessageReader] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def on_delivery(self, event: Any) -> None:
         delivery = event.delivery
@@ -284,12 +310,12 @@ class IncomingMessageHandler(Handler, Acking):
         if not link.is_receiver:
             return
         if delivery.aborted:
+            self._readers.pop(delivery, None)
             self._callback("on_aborted", event)
             delivery.settle()
-        elif delivery.readable and not delivery.partial:
-            message = Message()
+        elif delivery.readable:
             try:
-                message.decode(link.recv(delivery.pending) or b"")
+                message, reader = read_message(link, delivery, self._readers.pop(delivery, None))
             except DecodeError as error:
                 # One peer's malformed message is that message's problem: rejected, and
                 # the connection and the link go on (it used to fail the connection).
@@ -297,6 +323,10 @@ class IncomingMessageHandler(Handler, Acking):
                 delivery.local.condition = Condition("amqp:decode-error", str(error))
                 self.settle(delivery, Delivery.REJECTED)
                 log.warning("rejected a message that cannot be decoded: %s", error)
+                return
+            if message is None:
+                assert reader is not None
+                self._readers[delivery] = reader
                 return
             link.advance()
             event.message = message

@@ -13,6 +13,8 @@ Sections whose fields all hold their defaults are left out when encoding.
 
 from __future__ import annotations
 
+import io
+import struct
 import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -20,7 +22,7 @@ from typing import Any, ClassVar
 from .codec import DecodeError, decode_from, encode_into, read_value
 from .types import symbol, timestamp, ubyte, uint, ulong
 
-__all__ = ["DataSections", "Message", "SequenceSections"]
+__all__ = ["DataSections", "Message", "MessageReader", "SequenceSections"]
 
 HEADER = 0x70
 DELIVERY_ANNOTATIONS = 0x71
@@ -159,7 +161,15 @@ class Message:
 
     def encode(self) -> bytes:
         """The message's sections, encoded."""
+        parts = self.encode_parts()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def encode_parts(self) -> list[bytes]:
+        """`encode()` in consecutive pieces, for a sender that sends pieces as they are:
+        a large binary body (a `bytes` of 64 KiB or more) is a piece of its own, the
+        body's very object, so that sending it never copies it whole."""
         out = bytearray()
+        parts: list[bytes] = []
         fields = self.__dict__
         if (
             self.durable
@@ -179,10 +189,12 @@ class Message:
             _section(out, APPLICATION_PROPERTIES, self.properties)
         body = self.body
         if body is not None:
-            self._encode_body(out, body)
+            self._encode_body(out, body, parts)
         if self.footer is not None:
             _section(out, FOOTER, _annotation_keys(self.footer))
-        return bytes(out)
+        if out or not parts:
+            parts.append(bytes(out))
+        return parts
 
     def _encode_header(self, out: bytearray) -> None:
         _section(
@@ -227,17 +239,19 @@ class Message:
             ),
         )
 
-    def _encode_body(self, out: bytearray, body: Any) -> None:
+    def _encode_body(self, out: bytearray, body: Any, parts: list[bytes]) -> None:
         if type(body) is DataSections:
             for part in body:
-                _section(out, DATA, bytes(part))
+                _binary_section(out, DATA, part, parts)
         elif type(body) is SequenceSections:
             for sequence in body:
                 _section(out, AMQP_SEQUENCE, list(sequence))
         elif self.inferred and isinstance(body, (bytes, bytearray, memoryview)):
-            _section(out, DATA, bytes(body))
+            _binary_section(out, DATA, body, parts)
         elif self.inferred and isinstance(body, list):
             _section(out, AMQP_SEQUENCE, body)
+        elif type(body) is bytes:
+            _binary_section(out, AMQP_VALUE, body, parts)
         else:
             _section(out, AMQP_VALUE, body)
 
@@ -439,5 +453,184 @@ def _section(out: bytearray, code: int, value: Any) -> None:
     encode_into(out, value)
 
 
+#: A binary body this large is sent and received as its own piece, never copied whole
+#: (`Message.encode_parts`, `MessageReader`); a smaller one costs less copied than cut.
+LARGE_BINARY = 64 * 1024
+
+
+def _binary_section(
+    out: bytearray, code: int, value: bytes | bytearray | memoryview, parts: list[bytes]
+) -> None:
+    """A data section (or an amqp-value binary): `value` itself becomes a piece of
+    `parts` when it is large bytes, after what `out` holds so far."""
+    if type(value) is not bytes or len(value) < LARGE_BINARY:
+        _section(out, code, bytes(value))
+        return
+    out += _SECTION_PREFIXES[code]
+    out += _BINARY32_HEADER.pack(0xB0, len(value))
+    parts.append(bytes(out))
+    parts.append(value)
+    out.clear()
+
+
 # 0x00 (described) 0x53 (smallulong) code: the compact descriptor of each section.
 _SECTION_PREFIXES = {code: bytes((0x00, 0x53, code)) for code in range(HEADER, FOOTER + 1)}
+_BINARY32_HEADER = struct.Struct(">BI")
+
+
+class MessageReader:
+    """Puts a message together from the pieces it arrives in (the transfer frames of
+    one delivery), so that a large binary body is collected into a bytes object of its
+    own as it comes, and never copied whole: decoding the message at its end only
+    decodes the sections around the body.
+
+        reader = MessageReader()
+        reader.feed(piece)      # each piece as it arrives, in order
+        message = reader.message()
+
+    `feed` never raises; what is wrong with the bytes, `message()` says (`DecodeError`,
+    as `Message.decode` would). Only the section boundaries are read on the way, by the
+    size every AMQP encoding announces (spec 1.2); anything unexpected just leaves the
+    rest to `Message.decode`.
+    """
+
+    def __init__(self) -> None:
+        # The message, less the large binaries: each of those is replaced by an empty
+        # binary, its bytes kept in `_large` by its body section's place among them.
+        self._head = bytearray()
+        self._scanned: int | None = 0  # where the next section starts; None: stop looking
+        self._body_sections = 0
+        self._large: list[tuple[int, bytes]] = []
+        self._collecting: io.BytesIO | None = None
+        self._left = 0
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            collecting = self._collecting
+            if collecting is None:
+                self._head += view
+                self._scan()
+                return
+            taken = view[: self._left]
+            collecting.write(taken)
+            self._left -= len(taken)
+            view = view[len(taken) :]
+            if not self._left:
+                self._large.append((self._body_sections - 1, collecting.getvalue()))
+                self._collecting = None
+
+    def message(self) -> Message:
+        """The message, once every piece was fed; DecodeError if it is not one."""
+        if self._collecting is not None:
+            raise DecodeError(f"the message ends {self._left} bytes short of its body", 0)
+        message = Message()
+        message.decode(bytes(self._head))
+        for index, value in self._large:
+            if type(message.body) is DataSections:
+                message.body[index] = value
+            else:
+                message.body = value
+        return message
+
+    def _scan(self) -> None:
+        """Step over the whole sections in the head; at a large binary body that has
+        not all arrived, start collecting its bytes apart."""
+        head = self._head
+        pos = self._scanned
+        while pos is not None and pos < len(head):
+            try:
+                descriptor_end = _descriptor_end(head, pos)
+                if descriptor_end is None:
+                    break
+                code, _ = _read_section_descriptor(bytes(head[pos:descriptor_end]), 0)
+                if code in _BODIES and self._collect(descriptor_end):
+                    self._body_sections += 1
+                    pos = descriptor_end + 2  # after the empty binary put in its place
+                    break
+                end = _value_end(head, descriptor_end)
+            except DecodeError:
+                pos = None  # not for us to judge: Message.decode will say what is wrong
+                break
+            if end is None:
+                break
+            if code in _BODIES:
+                self._body_sections += 1
+            pos = end
+        self._scanned = pos
+
+    def _collect(self, start: int) -> bool:
+        """If a large binary that has not all arrived starts at `start`, move what came
+        of it out of the head, and collect the rest apart."""
+        head = self._head
+        if len(head) < start + 5 or head[start] != 0xB0:
+            return False
+        size = int.from_bytes(head[start + 1 : start + 5], "big")
+        arrived = len(head) - start - 5
+        if size < LARGE_BINARY or arrived >= size:
+            return False
+        collecting = self._collecting = _presized(size)
+        collecting.write(memoryview(head)[start + 5 :])
+        self._left = size - arrived
+        head[start:] = b"\xa0\x00"  # an empty binary holds its place
+        return True
+
+
+#: The most `_presized` sets aside at once (what the peer says is coming may not come).
+_MAX_PRESIZE = 64 * 1024 * 1024
+
+
+def _presized(size: int) -> io.BytesIO:
+    """A buffer to write `size` bytes into from its start, whose `getvalue()` is then
+    those bytes without a copy. Made room for at once, it is never moved as it fills
+    (a growing buffer is, a copy of all it holds each time the heap cannot extend it):
+    `bytes(n)` is calloc'd memory, zero pages the writes touch a slice at a time, and
+    BytesIO takes that bytes object as its buffer and writes into it in place, being
+    its only holder."""
+    return io.BytesIO(bytes(min(size, _MAX_PRESIZE)))
+
+
+def _descriptor_end(data: bytearray, pos: int) -> int | None:
+    """Where the descriptor of the section at `pos` ends (None: not all here yet).
+    A section's descriptor is a ulong or a symbol, never itself described."""
+    if data[pos] != 0x00 or (pos + 1 < len(data) and data[pos + 1] == 0x00):
+        raise DecodeError("expected a message section", pos)
+    return _value_end(data, pos + 1)
+
+
+#: Values a described value may nest while `_value_end` steps over it: more than any
+#: message holds, and few enough that hostile nesting costs nothing.
+_MAX_STEPS = 64
+
+
+def _value_end(data: bytearray, pos: int) -> int | None:
+    """Where the encoded value at `pos` ends, or None if `data` ends first. The width
+    comes from the constructor's subcategory (spec 1.2, the high nibble), so that any
+    type, known or not, is stepped over; DecodeError for a byte that is none."""
+    values = 1  # still to step over: a described value is a descriptor and a value
+    for _ in range(_MAX_STEPS):
+        if pos >= len(data):
+            return None
+        code = data[pos]
+        category = code >> 4
+        if code == 0x00:
+            values += 1
+            pos += 1
+            continue
+        if 0x4 <= category <= 0x9:
+            pos += 1 + _FIXED_WIDTHS[category]
+        elif 0xA <= category <= 0xF:
+            size_width = 1 if category in (0xA, 0xC, 0xE) else 4
+            if pos + 1 + size_width > len(data):
+                return None
+            pos += 1 + size_width + int.from_bytes(data[pos + 1 : pos + 1 + size_width], "big")
+        else:
+            raise DecodeError(f"constructor 0x{code:02x} has no width", pos)
+        values -= 1
+        if not values:
+            return pos if pos <= len(data) else None
+    raise DecodeError("values nested too deep to step over", pos)
+
+
+#: Bytes after the constructor for each fixed-width subcategory (0x4 to 0x9).
+_FIXED_WIDTHS = {0x4: 0, 0x5: 1, 0x6: 2, 0x7: 4, 0x8: 8, 0x9: 16}

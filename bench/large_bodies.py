@@ -8,9 +8,11 @@
 For each, the gateway process reports the longest stall of its event loop (a task
 that sleeps 1 ms records the longest gap beyond that) and its peak resident memory
 above what it held before (VmHWM, reset between runs). The gateway runs in a
-subprocess of this script, with --max-body raised to fit the body.
+subprocess of this script, with --max-body raised to fit the body. With --external it
+sends to and takes from a separate `python -m amqp_core.broker` over AMQP (the engine
+framing and reading the message), instead of its embedded broker.
 
-Usage: python bench/large_bodies.py [--megabytes N] [--rounds R]
+Usage: python bench/large_bodies.py [--megabytes N] [--rounds R] [--external]
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def free_port() -> int:
 # -- the gateway, with a loop watcher (runs in the subprocess) ------------------------------
 
 
-def serve(http_port: int, amqp_port: int) -> None:
+def serve(http_port: int, amqp_port: int, amqp_url: str | None) -> None:
     # bench/gateway.py, beside this script, shadows the gateway package: take the package.
     sys.path[0] = str(REPO)
     from fastapi import FastAPI
@@ -56,6 +58,7 @@ def serve(http_port: int, amqp_port: int) -> None:
     settings = Settings(
         http=f"127.0.0.1:{http_port}",
         amqp_listen=f"127.0.0.1:{amqp_port}",
+        amqp_url=amqp_url,
         max_body=64 * MEBIBYTE,
         log_level="warning",
     )
@@ -136,16 +139,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--megabytes", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--serve", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--external", action="store_true", help="a separate amqp_core.broker")
+    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve:
-        serve(*options.serve)
+        http, amqp, url = options.serve
+        serve(int(http), int(amqp), url or None)
         return
 
     http_port, amqp_port = free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    broker = None
+    amqp_url = ""
+    if options.external:
+        broker_address = f"127.0.0.1:{free_port()}"
+        broker = subprocess.Popen(
+            [sys.executable, "-m", "amqp_core.broker", "-a", broker_address], cwd=REPO, env=env
+        )
+        amqp_url = f"amqp://{broker_address}"
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(http_port), str(amqp_port)], cwd=REPO, env=env
+        [sys.executable, __file__, "--serve", str(http_port), str(amqp_port), amqp_url],
+        cwd=REPO,
+        env=env,
     )
     size = options.megabytes * MEBIBYTE
     body = os.urandom(size)
@@ -162,7 +177,11 @@ def main() -> None:
                     raise SystemExit("the gateway did not start")
                 time.sleep(0.1)
             probe(http)
-            print(f"one {options.megabytes} MB message (longest loop stall, peak RSS growth):")
+            through = "an external broker" if options.external else "the embedded broker"
+            print(
+                f"one {options.megabytes} MB message through {through} "
+                "(the gateway's longest loop stall, peak RSS growth):"
+            )
             for round_number in range(1, options.rounds + 1):
                 address = f"large-{round_number}"
 
@@ -189,8 +208,10 @@ def main() -> None:
                         f"RSS +{growth:6.1f} MiB, {seconds:.2f} s"
                     )
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        for process in (server, broker):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=15)
 
 
 if __name__ == "__main__":

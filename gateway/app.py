@@ -125,7 +125,8 @@ class RequestLimits:
                     return
                 await self.app(scope, receive, send)
                 return
-        # No length announced (chunked): read it here, bounded, and hand it on.
+        # No length announced (chunked): read it here, bounded, and hand it on as it came,
+        # chunk by chunk (joined, a large body would be copied whole in one step).
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -140,13 +141,12 @@ class RequestLimits:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        replayed = False
+        chunks.reverse()
 
         async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            if chunks:
+                body = chunks.pop()
+                return {"type": "http.request", "body": body, "more_body": bool(chunks)}
             return await receive()
 
         await self.app(scope, replay, send)

@@ -1496,6 +1496,23 @@ def binary_stream_frame(delivery: int | str, message: Message) -> tuple[dict[str
     return _framed(delivery, fields), bytes(body)
 
 
+def base64_stream_frame(
+    delivery: int | str, message: Message
+) -> tuple[dict[str, Any], bytes | bytearray | memoryview | None]:
+    """`stream_frame` without a body of bytes (one data section, or an amqp-value
+    binary), which comes back apart: its base64, as the string ``"body"`` last in the
+    frame, is then the frame `stream_frame` makes, for a caller that encodes a large
+    body a slice at a time. None apart (and the body in the frame) for other bodies."""
+    body = message.body
+    if not (message.inferred and isinstance(body, _BYTES) or type(body) in _BYTES):
+        return stream_frame(delivery, message), None
+    fields = _fields_to_json(message)
+    fields["body_encoding"] = "base64"
+    if not message.inferred:
+        fields["inferred"] = False
+    return _framed(delivery, fields), body
+
+
 def _framed(delivery: int | str, fields: dict[str, Any]) -> dict[str, Any]:
     frame: dict[str, Any] = {"id": delivery}
     if "id" in fields:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gc
 import itertools
+import os
+import tracemalloc
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +33,7 @@ from engine_harness import (
     open_link,
 )
 
+import amqp_core
 from amqp_core import spec
 from amqp_core.engine import Delivery, Link, Terminus, Transport
 from amqp_core.framing import AMQP_HEADER, SASL_HEADER
@@ -1112,6 +1115,175 @@ def test_the_receiver_sees_a_large_message_arrive_in_parts():
     server.transport.push(data[first_frame_size:])
     assert not receiver.current.partial
     assert receiver.current.pending == 5000
+
+
+# -- large messages: a bounded slice per output, no whole copies -------------------------
+
+#: Well over one output's bound (`Transport.output_limit`, 1 MiB).
+SLICED_SIZE = 5 * 1024 * 1024
+
+
+@pytest.mark.parametrize("server_kind", ["ours", "proton"])
+def test_a_large_message_leaves_a_bounded_slice_at_each_output(server_kind):
+    """output() frames about `output_limit` bytes of a large message and says there is
+    more (`more_output`): a driver writes it a slice at a time as the socket drains, the
+    event loop's other work going on between, rather than framing it all in one call."""
+    client = OurPeer()
+    server = make_peer(server_kind, "server")
+    wire = connect(client, server, record=False)
+    sender, receiver = open_link(wire, "sender", "sliced")
+    receiver.flow(1)
+    wire.pump()
+    payload = os.urandom(SLICED_SIZE)
+    transfer(sender, payload)
+    transport = client.transport
+    bound = transport.output_limit + transport.max_frame_size
+    sizes, more = [], []
+    while data := transport.output():
+        sizes.append(len(data))
+        more.append(transport.more_output)
+        server.give_input(data)
+    assert max(sizes) <= bound
+    assert len(sizes) >= SLICED_SIZE // bound
+    assert more == [True] * (len(sizes) - 1) + [False]
+    wire.pump()
+    [(_, body)] = take_messages(receiver)
+    assert body == payload
+
+
+def test_a_peer_that_takes_frames_of_any_size_still_gets_a_large_message_in_slices():
+    """rhea announces no max-frame-size (4 GiB): our transfers stay within our own."""
+    client = OurPeer()
+    server = OurPeer(SERVER, max_frame_size=2**32 - 1)
+    wire = connect(client, server)
+    sender, receiver = open_link(wire, "sender", "unbounded")
+    receiver.flow(1)
+    wire.pump()
+    payload = os.urandom(SLICED_SIZE)
+    transfer(sender, payload)
+    wire.pump()
+    transfers = wire.frames("client", spec.Transfer)
+    assert max(record.size for record in transfers) <= client.transport.max_frame_size
+    [(_, body)] = take_messages(receiver)
+    assert body == payload
+
+
+def test_other_links_messages_go_out_between_the_slices_of_a_large_message():
+    client = OurPeer()
+    server = OurPeer(SERVER)
+    wire = connect(client, server)
+    large_sender, large_receiver = open_link(wire, "sender", "large")
+    small_sender, small_receiver = open_link(wire, "sender", "small")
+    large_receiver.flow(1)
+    small_receiver.flow(1)
+    wire.pump()
+    wire.forget()
+    transfer(large_sender, os.urandom(SLICED_SIZE), tag=b"large")
+    server.give_input(client.transport.output())  # its first slice, not recorded
+    transfer(small_sender, b"small", tag=b"small")
+    wire.pump()
+    tags = [b"large"]
+    for record in wire.frames("client", spec.Transfer):
+        if record.body.delivery_tag is not None:
+            tags.append(record.body.delivery_tag)
+        elif tags[-1] != b"large, continued":
+            tags.append(b"large, continued")
+    assert tags.index(b"small") < len(tags) - 1, "the small message waited for the large one"
+    assert take_messages(small_receiver)[0][1] == b"small"
+    assert len(take_messages(large_receiver)[0][1]) == SLICED_SIZE
+
+
+def test_closing_right_after_sending_a_large_message_waits_for_its_last_slice():
+    """The detach, end and close that follow a large message leave after all its frames
+    (each output() takes a slice), and Proton gets the message whole."""
+    client = OurPeer()
+    server = ProtonPeer("server")
+    wire = connect(client, server)
+    sender, receiver = open_link(wire, "sender", "then-close")
+    receiver.flow(1)
+    wire.pump()
+    wire.forget()
+    payload = os.urandom(SLICED_SIZE)
+    transfer(sender, payload)
+    sender.close()
+    sender.session.close()
+    client.connection.close()
+    wire.pump()
+    kinds = [type(record.body).__name__ for record in wire.frames("client")]
+    assert kinds[-3:] == ["Detach", "End", "Close"], kinds[-5:]
+    assert set(kinds[:-3]) == {"Transfer"}
+    delivery = receiver.current
+    assert not delivery.partial and receiver.recv(delivery.pending) == payload
+
+
+def test_a_message_read_in_parts_as_its_frames_come_reads_in_order():
+    client = OurPeer()
+    server = OurPeer(SERVER, max_frame_size=1024)
+    wire = connect(client, server)
+    sender, receiver = open_link(wire, "sender", "parts-read")
+    receiver.flow(1)
+    wire.pump()
+    payload = os.urandom(5000)
+    transfer(sender, payload)
+    data = client.transport.output()
+    frame_sizes = []
+    while len(data) > sum(frame_sizes):
+        frame_sizes.append(int.from_bytes(data[sum(frame_sizes) : sum(frame_sizes) + 4], "big"))
+    server.transport.push(data[: frame_sizes[0]])
+    read = receiver.recv(100) or b""  # part of the first frame's payload
+    server.transport.push(data[frame_sizes[0] : sum(frame_sizes[:3])])
+    read += receiver.recv(2000) or b""
+    server.transport.push(data[sum(frame_sizes[:3]) :])
+    read += receiver.recv(receiver.current.pending) or b""
+    assert read == payload
+
+
+def test_sending_a_large_message_frames_it_without_copying_it_whole():
+    """Sender.send keeps the body's own bytes (Message.encode_parts) and frames slices
+    of them: what one send of 20 MB costs in memory is a slice's frames, not copies."""
+    client = OurPeer()
+    server = OurPeer(SERVER)
+    wire = connect(client, server)
+    sender, receiver = open_link(wire, "sender", "uncopied")
+    receiver.flow(1)
+    wire.pump()
+    body = os.urandom(20 * 1024 * 1024)
+    message = amqp_core.Message(body=body, inferred=True)
+    tracemalloc.start()
+    try:
+        sender.send(message)
+        while client.transport.output():
+            pass  # what a driver writes to the socket, dropped
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < len(body) / 4, f"{peak / len(body):.2f} times the body"
+
+
+def test_a_large_message_read_at_its_end_is_handed_over_without_a_copy():
+    """The frames' payloads are gathered as they arrive, and recv() of the whole message
+    hands that buffer over: one body's worth of memory, not two."""
+    client = OurPeer()
+    server = OurPeer(SERVER)
+    wire = connect(client, server)
+    sender, receiver = open_link(wire, "sender", "gathered")
+    receiver.flow(1)
+    wire.pump()
+    payload = os.urandom(20 * 1024 * 1024)
+    transfer(sender, payload)
+    slices = []
+    while data := client.transport.output():
+        slices.append(data)
+    tracemalloc.start()
+    try:
+        for data in slices:
+            server.give_input(data)
+        received = receiver.recv(receiver.current.pending)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert received == payload
+    assert peak < 1.25 * len(payload), f"{peak / len(payload):.2f} times the message"
 
 
 @pytest.mark.parametrize(

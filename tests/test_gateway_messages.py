@@ -456,6 +456,20 @@ def test_a_body_over_max_body_is_413_with_or_without_content_length(
     assert len(message.body) == limit
 
 
+def test_a_chunked_body_arrives_whole_and_in_order(gateway: GatewayServer) -> None:
+    """Read ahead to check its size, a body without Content-Length is handed on to the
+    route in the chunks it came in, not joined (a copy of it all at once)."""
+    address = unique("chunked")
+    parts = [bytes([number]) * (64 * 1024) for number in range(16)]  # 1 MiB, the limit
+    answer = gateway.post(
+        address, content=iter(parts), headers={"Content-Type": "application/octet-stream"}
+    )
+    assert answer.request.headers.get("transfer-encoding") == "chunked"
+    assert answer.status_code == 201, answer.text
+    (message,) = receive(gateway.amqp, address, 1)
+    assert message.body == b"".join(parts)
+
+
 def test_an_unknown_charset_is_415(gateway: GatewayServer) -> None:
     answer = gateway.post(
         unique("charset"),

@@ -9,6 +9,7 @@ itself keeps.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -292,21 +293,29 @@ def test_binary_mode_sends_a_body_of_bytes_in_binary_frames_after_its_frame(
     assert receive_all(gateway.amqp, address) == []
 
 
-def test_a_50_mb_body_comes_whole_in_binary_mode(tmp_path: Path) -> None:
-    """One large message (the broker takes up to 64 MiB), POSTed and streamed back."""
+def test_a_50_mb_body_comes_whole_as_binary_frames_and_in_a_json_frame(tmp_path: Path) -> None:
+    """One large message (the broker takes up to 64 MiB), POSTed and streamed back, in
+    each frame mode (JSON's base64 is made a slice at a time, then joined)."""
     body = os.urandom(50 * 1024 * 1024)
-    address = unique("large")
+    headers = {"Content-Type": "application/octet-stream"}
     with GatewayServer(tmp_path, "--max-body", str(64 * 1024 * 1024)) as large:
-        headers = {"Content-Type": "application/octet-stream"}
-        answer = large.http.post(f"/messages/{address}", content=body, headers=headers)
-        assert answer.status_code == 201, answer.text
-        url = f"{large.ws_url}/streams/{address}?body=binary"
-        # Bounded frames: a client need not accept one as large as the body (compression
-        # may add a few bytes to a slice of random bytes).
-        with connect(url, proxy=None, open_timeout=10, max_size=2 * BODY_SLICE) as client:
-            frame, received = binary_message(client)
-    assert frame["body_size"] == len(body)
-    assert received == body
+        for mode in ("binary", "json"):
+            address = unique(f"large-{mode}")
+            answer = large.http.post(f"/messages/{address}", content=body, headers=headers)
+            assert answer.status_code == 201, answer.text
+            url = f"{large.ws_url}/streams/{address}?body={mode}"
+            if mode == "binary":
+                # Bounded frames: a client need not accept one as large as the body
+                # (compression may add a few bytes to a slice of random bytes).
+                with connect(url, proxy=None, open_timeout=10, max_size=2 * BODY_SLICE) as client:
+                    frame, received = binary_message(client)
+                assert frame["body_size"] == len(body)
+            else:
+                with connect(url, proxy=None, open_timeout=10, max_size=None) as client:
+                    frame = json.loads(client.recv(timeout=FRAME_TIMEOUT))
+                assert frame["body_encoding"] == "base64"
+                received = base64.b64decode(frame["body"])
+            assert received == body, mode
 
 
 def test_closing_the_socket_releases_unacknowledged_messages_to_another_consumer(

@@ -35,6 +35,7 @@ STEP_TIMEOUT = 20.0
 #: Message counts and sizes of the cells.
 MESSAGE_COUNT = 1000
 LARGE_MESSAGE_SIZE = 5 * 1024 * 1024
+HUGE_MESSAGE_SIZE = 50 * 1024 * 1024
 #: Heartbeat cells: the idle timeout both sides announce, and how long the client idles.
 IDLE_TIMEOUT = 1.0
 IDLE_PERIOD = 3.0
@@ -275,8 +276,15 @@ def test_dynamic_receiver_gets_the_address_the_listener_assigned(
 
 
 @MATRIX
-def test_five_megabyte_message_each_way_arrives_intact(start_pair: Callable[..., Pair]) -> None:
-    config = {"count": 1, "size": LARGE_MESSAGE_SIZE}
+@pytest.mark.parametrize(
+    "size",
+    [LARGE_MESSAGE_SIZE, pytest.param(HUGE_MESSAGE_SIZE, marks=pytest.mark.slow)],
+    ids=["5MB", "50MB"],
+)
+def test_a_large_message_each_way_arrives_intact(
+    start_pair: Callable[..., Pair], size: int
+) -> None:
+    config = {"count": 1, "size": size}
     pair = start_pair(config, {"scenario": "messages", **config})
     pair.client.wait_for("done")
     for sender, receiver, link in [
@@ -284,7 +292,7 @@ def test_five_megabyte_message_each_way_arrives_intact(start_pair: Callable[...,
         (pair.listener, pair.client, "from-source"),
     ]:
         sent = sender.wait_for("sent")["bodies"]
-        assert sent[0]["size"] == LARGE_MESSAGE_SIZE
+        assert sent[0]["size"] == size
         assert receiver.wait_for("received", link=link)["bodies"] == sent
         assert sender.wait_for("accepted", link=link)["count"] == 1
     assert_no_errors(pair)

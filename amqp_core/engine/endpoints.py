@@ -10,6 +10,7 @@ changes (credit top-ups, settlements) leave in few frames.
 from __future__ import annotations
 
 import heapq
+import io
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -526,9 +527,18 @@ class Delivery:
         self.partial = False
         self.message_format = 0
         self.context: Any = None
-        self._data = bytearray()
+        # The bytes not yet framed (sender) or not yet read (receiver), in the pieces
+        # they came in, less the first `_offset` bytes of the first piece; `_size` in
+        # all. A sender keeps the very bytes objects it is given and frames slices of
+        # them, so a 50 MB body is never copied whole. A receiver keeps one frame's
+        # payload as it came, and writes any more into `_incoming`, a frame at a time,
+        # so that reading a whole large message at its end costs no copy either.
+        self._pieces: list[bytes | memoryview] = []
+        self._offset = 0
+        self._size = 0
+        self._incoming: io.BytesIO | None = None
         self._complete = False  # sender: advanced, all bytes given
-        self._transmitted = 0  # sender: bytes already framed
+        self._received = 0  # receiver: bytes of every transfer so far
         self._sent_first = False
 
     @property
@@ -553,7 +563,76 @@ class Delivery:
 
     @property
     def pending(self) -> int:
-        return len(self._data)
+        """Bytes not yet framed (sender) or not yet read (receiver)."""
+        return self._size
+
+    def _append(self, data: bytes | memoryview) -> None:
+        """Queue bytes to send, kept as they are: the caller never changes them."""
+        self._pieces.append(data)
+        self._size += len(data)
+
+    def _receive(self, payload: bytes) -> None:
+        """Keep a transfer's payload until the application reads it."""
+        incoming = self._incoming
+        if incoming is None:
+            if not self._pieces:
+                self._pieces.append(payload)
+                self._size += len(payload)
+                return
+            incoming = self._incoming = io.BytesIO()
+            incoming.write(memoryview(self._pieces.pop())[self._offset :])
+            self._offset = 0
+        incoming.write(payload)
+        self._size += len(payload)
+
+    def _take(self, limit: int) -> bytes | memoryview:
+        """Up to `limit` bytes from the front: the first piece itself, or a memoryview
+        of it, where they lie in one piece (a sender frames straight from them)."""
+        if self._incoming is not None:
+            return self._take_incoming(limit)
+        pieces = self._pieces
+        first = pieces[0]
+        offset = self._offset
+        end = offset + limit
+        if end < len(first):
+            self._offset = end
+            self._size -= limit
+            return memoryview(first)[offset:end]
+        if end == len(first) or len(pieces) == 1:
+            del pieces[0]
+            self._offset = 0
+            self._size -= len(first) - offset
+            return first if offset == 0 else memoryview(first)[offset:]
+        # Across pieces (a sender that streamed small ones): join what one frame takes.
+        parts = []
+        wanted = min(limit, self._size)
+        while wanted:
+            part = self._take(min(wanted, len(pieces[0]) - self._offset))
+            parts.append(part)
+            wanted -= len(part)
+        return b"".join(parts)
+
+    def _take_incoming(self, limit: int) -> bytes:
+        incoming = self._incoming
+        assert incoming is not None
+        offset = self._offset
+        if offset == 0 and limit >= self._size:
+            self._incoming = None
+            self._size = 0
+            return incoming.getvalue()  # the buffer itself: no copy
+        with incoming.getbuffer() as view:
+            chunk = bytes(view[offset : offset + limit])
+        self._offset = offset + len(chunk)
+        self._size -= len(chunk)
+        if not self._size:
+            self._incoming = None
+            self._offset = 0
+        return chunk
+
+    def _discard(self) -> None:
+        self._pieces = []
+        self._offset = self._size = 0
+        self._incoming = None
 
     @property
     def readable(self) -> bool:
@@ -810,10 +889,14 @@ class Sender(Link):
             self.current = delivery
         return delivery
 
-    def stream(self, data: bytes) -> int:
-        if self.current is None:
+    def stream(self, data: bytes | bytearray | memoryview) -> int:
+        """Add `data` to the current delivery. Bytes are kept as they are, not copied
+        (they cannot change); a bytearray or memoryview is copied, as the caller may."""
+        current = self.current
+        if current is None:
             raise ValueError("no current delivery: call delivery(tag) first")
-        self.current._data += data
+        if data:
+            current._append(data if type(data) is bytes else bytes(data))
         self._session._mark(self)
         return len(data)
 
@@ -843,9 +926,9 @@ class Sender(Link):
         """Send a Message (encoded here) or bytes as one delivery."""
         if isinstance(obj, (bytes, bytearray, memoryview)):
             return self.stream(obj)  # type: ignore[return-value]
-        data = obj.encode()
         delivery = self.delivery(tag if tag is not None else self.delivery_tag())
-        delivery._data += data
+        for part in obj.encode_parts():
+            delivery._append(part)
         self.advance()
         if self.snd_settle_mode == SND_SETTLED:
             delivery.settle()
@@ -872,7 +955,7 @@ class Sender(Link):
         if not delivery._complete and not delivery.aborted:
             self._unfinished -= 1
         delivery.aborted = True
-        delivery._data = bytearray()
+        delivery._discard()
         if not delivery._sent_first:
             # Nothing left: the peer never heard of it.
             if delivery in self._deliveries:
@@ -936,15 +1019,10 @@ class Receiver(Link):
         current = self.current
         if current is None:
             return None
-        data = current._data
-        if not data:
+        if not current._size:
             return None if not current.partial else b""
-        if limit >= len(data):
-            current._data = bytearray()
-            return bytes(data)
-        chunk = bytes(data[:limit])
-        del data[:limit]
-        return chunk
+        chunk = current._take(limit)
+        return chunk if type(chunk) is bytes else bytes(chunk)
 
     def advance(self) -> bool:
         current = self.current

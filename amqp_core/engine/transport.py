@@ -2,7 +2,8 @@
 
 A `Transport` is bound to one `Connection`. `push(data)` parses what the peer sent and
 updates the endpoints' remote state (putting events on the connection's collector);
-`output()` turns every pending local change into frames; `tick(now)` runs the
+`output()` turns pending local changes into frames, a bounded amount at a time
+(`output_limit`; `more_output` says when there is more); `tick(now)` runs the
 idle-timeout clock. Nothing here touches a socket, a thread or a clock, so two
 transports can be wired together in memory and every state reached in a unit test.
 
@@ -107,11 +108,16 @@ class Transport:
     CLIENT = 1
     SERVER = 2
 
-    #: Frames we accept: big enough that large messages cross in few frames, small
-    #: enough that one connection cannot make us buffer much (a frame is buffered whole).
+    #: Frames we accept, and the largest we send: big enough that large messages cross
+    #: in few frames, small enough that one connection cannot make us buffer much (a
+    #: frame is buffered whole), and that a large message goes out in slices.
     DEFAULT_MAX_FRAME_SIZE = 256 * 1024
     DEFAULT_CHANNEL_MAX = 255
     DEFAULT_HANDLE_MAX = 2**16 - 1
+    #: Transfers one `output()` builds before it stops (give or take a frame): a 50 MB
+    #: message leaves a slice at a time as the socket drains, each slice costing the
+    #: caller about a millisecond, never the whole message's framing at once.
+    DEFAULT_OUTPUT_LIMIT = 1024 * 1024
 
     def __init__(self, mode: int = CLIENT) -> None:
         self._mode = mode
@@ -124,6 +130,7 @@ class Transport:
         self.max_frame_size = self.DEFAULT_MAX_FRAME_SIZE
         self.channel_max = self.DEFAULT_CHANNEL_MAX
         self.handle_max = self.DEFAULT_HANDLE_MAX
+        self.output_limit = self.DEFAULT_OUTPUT_LIMIT
         #: Seconds without input after which the peer is dead (0: never). We announce it
         #: to the peer, who then sends something at least every half of it.
         self.idle_timeout = 0.0
@@ -138,6 +145,11 @@ class Transport:
         self._require_sasl = False
         self._reader = FrameReader(self.max_frame_size)
         self._out = bytearray()
+        self._more_output = False
+        # Links cut short by output_limit after writing: moved behind the others; and
+        # the sessions of links cut short, whose end waits for their transfers.
+        self._had_turn: list[tuple[Session, Link]] = []
+        self._cut_short: dict[Session, None] = {}
         self._header_sent = False
         self._amqp_header_sent = False
         self._header_received = False
@@ -511,15 +523,16 @@ class Transport:
             delivery.settled = True
         if body.aborted:
             delivery.aborted = True
-            delivery._data = bytearray()
+            delivery._discard()
             delivery.partial = False
             link._incoming_partial = None
         else:
             if payload:
-                delivery._data += payload
+                delivery._received += len(payload)
                 limit = link.max_message_size
-                if limit and len(delivery._data) > limit:
+                if limit and delivery._received > limit:
                     raise TransportError(MESSAGE_SIZE, f"message exceeds {limit} bytes")
+                delivery._receive(payload)
             delivery.partial = bool(body.more)
             link._incoming_partial = delivery if body.more else None
         if body.state is not None:
@@ -614,8 +627,15 @@ class Transport:
         del self._out[:size]
         self._after_output(size)
 
+    @property
+    def more_output(self) -> bool:
+        """Whether the last output stopped at `output_limit` with more frames to build:
+        call `output()` again (after letting other work run) to have them."""
+        return self._more_output and not (self._head_closed or self._close_sent)
+
     def output(self) -> bytes:
-        """Take every byte that is ready to write."""
+        """Take the bytes ready to write: every pending frame, except that transfers
+        stop once about `output_limit` bytes are built (`more_output` then says so)."""
         self._generate()
         if not self._out:
             self._after_output(0)
@@ -660,7 +680,7 @@ class Transport:
         self._trace_out(0, body)
         encode_frame(self._out, FRAME_SASL, 0, body)
 
-    def _write(self, channel: int, body: Any, payload: bytes = b"") -> None:
+    def _write(self, channel: int, body: Any, payload: bytes | memoryview = b"") -> None:
         if self.trace_frames:
             self._trace_out(channel, spec.from_described(body), payload)
         encode_frame(self._out, FRAME_AMQP, channel, body, payload)
@@ -676,9 +696,10 @@ class Transport:
         if not self._amqp_header_sent:
             return  # SASL comes first
         connection = self.connection
-        if connection is None or not connection._needs_output:
+        if connection is None or not (connection._needs_output or self._more_output):
             return
         connection._needs_output = False
+        self._more_output = False
         if not self._open_sent:
             if connection._local == _LOCAL_UNINIT:
                 return
@@ -688,7 +709,14 @@ class Transport:
             connection._dirty = {}
             for session in dirty:
                 self._process_session(session)
-        if connection._local == _LOCAL_CLOSED and not self._close_sent:
+            for session, link in self._had_turn:  # behind the others: moved to the end
+                session._dirty_links.pop(link, None)
+                session._dirty_links[link] = None
+                connection._dirty.pop(session, None)
+                connection._dirty[session] = None
+            self._had_turn.clear()
+            self._cut_short.clear()
+        if connection._local == _LOCAL_CLOSED and not self._close_sent and not self._more_output:
             error = connection.condition.to_spec() if connection.condition else None
             self._write(0, spec.Close(error=error))
             self._close_sent = True
@@ -762,6 +790,8 @@ class Transport:
                 # channel: end once it came (_on_begin marks us), so that no other
                 # session takes the channel first and gets the answer.
                 return
+            if session in self._cut_short:
+                return  # its links' transfers left for the next output go first
             error = session.condition.to_spec() if session.condition else None
             self._write(channel, spec.End(error=error))
             session._end_sent = True
@@ -790,8 +820,8 @@ class Transport:
                 return
         if link._detach_sent:
             return
-        if isinstance(link, Sender):
-            self._transmit(session, channel, link)
+        if isinstance(link, Sender) and not self._transmit(session, channel, link):
+            return
         if link._flow_needed:
             link._flow_needed = False
             self._write_link_flow(session, channel, link)
@@ -861,12 +891,18 @@ class Transport:
             ),
         )
 
-    def _transmit(self, session: Session, channel: int, link: Sender) -> None:
-        """Frame as many queued deliveries as credit and the session window allow."""
+    def _transmit(self, session: Session, channel: int, link: Sender) -> bool:
+        """Frame as many queued deliveries as credit, the session window and this
+        output's bound allow. False if the bound cut it short: the link is marked to go
+        on at the next output, and its other frames (flow, detach) wait for that."""
         deliveries = link._deliveries
         if link._remote == _REMOTE_UNINIT:
-            return  # the peer's attach marks the link again
+            return True  # the peer's attach marks the link again
+        started_at = len(self._out)
         while deliveries:
+            if len(self._out) >= self.output_limit:
+                self._defer(session, link, wrote=len(self._out) > started_at)
+                return False
             delivery = deliveries[0]
             if delivery.aborted:
                 if delivery._sent_first:
@@ -881,22 +917,41 @@ class Transport:
                     session._outgoing_unsettled.pop(delivery.id, None)  # type: ignore[arg-type]
                 deliveries.popleft()
                 continue
-            if not delivery._complete and delivery._transmitted == len(delivery._data):
+            if not delivery._complete and not delivery._size:
                 break  # streaming: everything written so far is out
             if not delivery._sent_first and link._link_credit <= 0:
                 break
             if session.remote_incoming_window <= 0:
                 break
             if not self._transmit_delivery(session, channel, link, delivery):
+                if len(self._out) >= self.output_limit and delivery._size:
+                    self._defer(session, link, wrote=True)
+                    return False
                 break
             deliveries.popleft()
         if deliveries and session.remote_incoming_window <= 0:
             session._blocked_senders[link] = None
+        return True
+
+    def _defer(self, session: Session, link: Link, wrote: bool) -> None:
+        """Leave the rest of `link`'s transfers to the next output (see `output_limit`).
+        A link that wrote in this output goes behind those that did not get their turn,
+        so that a large message takes turns with the other links' messages. Marked
+        without waking the connection's work listener: the driver learns of it from
+        `more_output` and calls again when it chooses, not at once."""
+        session._dirty_links[link] = None
+        session.connection._dirty[session] = None
+        self._cut_short[session] = None
+        if wrote:
+            self._had_turn.append((session, link))
+        self._more_output = True
 
     def _transmit_delivery(
         self, session: Session, channel: int, link: Sender, delivery: Delivery
     ) -> bool:
-        """Send frames of one delivery; return True once all of it is out."""
+        """Send frames of one delivery; return True once all of it is out. Stops early
+        when the session window closes, when a streamed delivery has sent all it was
+        given so far, and when this output holds `output_limit` bytes."""
         settled = delivery.local_settled or link.snd_settle_mode == SND_SETTLED
         if not delivery._sent_first:
             delivery._sent_first = True
@@ -913,8 +968,9 @@ class Transport:
             first = True
         else:
             first = False
-        data = delivery._data
-        frame_limit = min(self.remote_max_frame_size, 2**31)
+        # No larger than either side's max-frame-size: a peer that takes frames of any
+        # size (rhea announces none: 4 GiB) still gets a large message in slices.
+        frame_limit = min(self.remote_max_frame_size, self.max_frame_size)
         handle = _uint(link.handle)
         while True:
             if session.remote_incoming_window <= 0:
@@ -932,8 +988,7 @@ class Transport:
             else:
                 fields = [handle, None, None, None, True if settled else None]
             transfer = Described(_TRANSFER, fields)
-            offset = delivery._transmitted
-            rest = len(data) - offset
+            rest = delivery._size
             more = False
             if (
                 delivery._complete
@@ -948,15 +1003,13 @@ class Transport:
                     fields.pop()
             while fields and fields[-1] is None:
                 fields.pop()
-            chunk = bytes(data[offset : offset + room]) if offset or room < rest else bytes(data)
-            self._write(channel, transfer, chunk)
-            delivery._transmitted = offset + len(chunk)
+            # Straight from the bytes the application gave (a slice of them, not a copy).
+            self._write(channel, transfer, delivery._take(room) if rest else b"")
             session.next_outgoing_id = (session.next_outgoing_id + 1) & _UINT_MASK
             session.remote_incoming_window -= 1
             if not more:
-                delivery._data = bytearray()
                 return True
-            if delivery._transmitted == len(data) and not delivery._complete:
+            if not delivery._size or len(self._out) >= self.output_limit:
                 return False
 
     def _write_dispositions(self, session: Session, channel: int) -> None:
@@ -1052,11 +1105,11 @@ class Transport:
         if self.trace_frames:
             self._trace("<-", channel, body, payload)
 
-    def _trace_out(self, channel: int, body: Any, payload: bytes = b"") -> None:
+    def _trace_out(self, channel: int, body: Any, payload: bytes | memoryview = b"") -> None:
         if self.trace_frames:
             self._trace("->", channel, body, payload)
 
-    def _trace(self, direction: str, channel: int, body: Any, payload: bytes) -> None:
+    def _trace(self, direction: str, channel: int, body: Any, payload: bytes | memoryview) -> None:
         extra = f" (payload {len(payload)} bytes)" if payload else ""
         text = body if isinstance(body, str) else repr(body)
         print(f"[{self._label}]:{channel} {direction} {text}{extra}", file=sys.stderr)

@@ -153,6 +153,7 @@ class _Driver(asyncio.Protocol):
         # The socket's buffer is full: leave frames in the engine until it drains, so a
         # peer that does not read costs us no more than what we already hold.
         self._paused = False
+        self._flush_scheduled = False
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -215,11 +216,26 @@ class _Driver(asyncio.Protocol):
         socket = self.socket
         if socket is None or self._done or self._paused:
             return
-        data = self.transport.output()
-        if data and not socket.is_closing():
+        transport = self.transport
+        data = transport.output()
+        if socket.is_closing():
+            return
+        if data:
             socket.write(data)
-        if self.transport.closed and not socket.is_closing():
+        if transport.closed:
             socket.close()
+        elif transport.more_output and not self._flush_scheduled:
+            # The engine gives a large message a slice at a time: the next slice after
+            # a turn of the loop, so that other connections and tasks go on between
+            # slices (or once the socket drains, if this one filled it).
+            self._flush_scheduled = True
+            loop = self.container._loop
+            assert loop is not None
+            loop.call_soon(self._flush_more)
+
+    def _flush_more(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
 
     def _arm_timer(self) -> None:
         loop = self.container._loop

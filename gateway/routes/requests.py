@@ -13,7 +13,7 @@ from gateway.mapping import (
     message_from_body,
 )
 from gateway.problems import BROKER_STATUSES, ProblemError, problem_responses
-from gateway.routes.messages import BODY_EXAMPLES, address_of
+from gateway.routes.messages import BODY_EXAMPLES, address_of, read_body
 from gateway.state import GatewayDep
 
 router = APIRouter(tags=["requests"])
@@ -51,7 +51,7 @@ async def call_service(
         raise ProblemError(
             400, "Timeout too long", f"the timeout is at most {settings.max_request_timeout:g} s"
         )
-    body = await request.body()
+    body = await read_body(request)
     message = message_from_body(body, request.headers.get("content-type"), request.headers)
     reply = await state.amqp.request(address, message, timeout=wait)
     state.metrics.outcomes.labels("requests", "replied").inc()
