@@ -5,12 +5,13 @@ reads them back as consumers ask, so that the broker listens at once.
 
 `Pager` counts the bytes of the messages that queues hold in memory (each with
 `MESSAGE_OVERHEAD`). Once they pass the bound, a message that arrives at a queue stays
-on disk only, in the message store, and so does every later one of that queue until
-all are read back: a queue keeps arrival order across what is in memory and what is on
-disk. Non-durable messages are paged too, stored as *transient*: they are never read
-back after a restart (RabbitMQ's lazy queues and Artemis's paging keep them on disk the
-same way). A dynamic queue, deleted with its consumer, and a topic's subscriptions are
-not paged: what they hold stays in memory, and counts.
+on disk only, in the message store (unless it can go straight out: nothing waits and a
+consumer has credit), and so does every later one of that queue until all are read
+back: a queue keeps arrival order across what is in memory and what is on disk.
+Non-durable messages are paged too, stored as *transient*: they are never read back
+after a restart (RabbitMQ's lazy queues and Artemis's paging keep them on disk the same
+way, rather than holding producers back). A dynamic queue, deleted with its consumer,
+and a topic's subscriptions are not paged: what they hold stays in memory, and counts.
 
 Reading back: a queue with messages on disk asks for the next ones when fewer than
 `PAGE_IN_BELOW` wait in memory and a consumer has credit (it gets them even when the
@@ -21,9 +22,10 @@ read is one slice of `PAGE_SLICE` messages at most, one per pass of the event lo
 
 What that means for a consumer, as with Artemis: priorities order what is in memory,
 so a message of higher priority that arrives while its queue has messages on disk
-waits behind them; a selector or a browser sees the messages in memory, and those on
-disk as they are read back. A message on disk expires when it is read back, if its
-time has come by then.
+waits behind them. A selector or a browser sees the messages in memory, and those on
+disk as they are read back; over the bound, a queue whose `PAGE_IN_BELOW` first
+messages in memory are taken by nobody reads no more until they are. A message on disk
+expires when it is read back, if its time has come by then.
 """
 
 from __future__ import annotations
@@ -98,9 +100,16 @@ class Pager:
         """Whether the messages in memory reached the bound."""
         return self.max_memory is not None and self.used >= self.max_memory
 
-    def pages(self, queue: Queue) -> bool:
-        """Whether a message arriving at `queue` now stays on disk only."""
-        return self._store is not None and not queue.dynamic and (queue.paged > 0 or self.full)
+    def pages(self, queue: Queue, coming: int = 0) -> bool:
+        """Whether a message arriving at `queue` now stays on disk only, when `coming`
+        more bytes are about to be held in memory: behind others on disk, or over the
+        bound (unless a consumer waits for it: it leaves at once)."""
+        if self._store is None or queue.dynamic:
+            return False
+        if queue.paged:
+            return True
+        over = self.max_memory is not None and self.used + coming >= self.max_memory
+        return over and not queue.awaited
 
     def page_out(self, queue: Queue, messages: int, size: int, after: int) -> None:
         """`messages` of `queue` (`size` bytes in all) are on disk only, with store ids

@@ -517,6 +517,12 @@ class Queue:
             consumer.unsettled[delivery] = entry
 
     @property
+    def awaited(self) -> bool:
+        """True when no message waits and a consumer has credit: the next one goes
+        straight out."""
+        return not self.waiting and bool(self._ready)
+
+    @property
     def idle(self) -> bool:
         """True when nothing would be lost by forgetting this queue."""
         return not self.consumers and (self.dynamic or not (self.waiting or self.paged))

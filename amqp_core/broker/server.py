@@ -53,6 +53,7 @@ from amqp_core import Condition, Delivery, symbol
 from amqp_core.broker.filters import requested_selector
 from amqp_core.broker.paging import Pager
 from amqp_core.broker.queues import (
+    MESSAGE_OVERHEAD,
     AddressStats,
     Consumer,
     Deadlines,
@@ -621,15 +622,18 @@ class Broker(MessagingHandler):
         of its queue."""
         stored = []
         paging: set[Queue] = set()
+        coming = 0  # bytes that the arrivals kept in memory will hold
         for arrival in arrivals:
             node = arrival.node
             if not isinstance(node, Queue):
                 continue
-            if node in paging or self.pager.pages(node):
+            if node in paging or self.pager.pages(node, coming):
                 arrival.paged = True
                 paging.add(node)
                 stored.append(arrival)
-            elif arrival.durable:
+                continue
+            coming += len(arrival.encoded) + MESSAGE_OVERHEAD
+            if arrival.durable:
                 stored.append(arrival)
         return stored
 
