@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -26,13 +27,14 @@ import proton
 import proton.reactor
 import proton.utils
 import pytest
+from gateway_fixtures import GatewayServer, receive_all, send
 from in_process_broker import InProcessBroker
 from processes import free_port, stop, wait_for_port
 
 from amqp_core import Delivery, Message
 from amqp_core.broker.queues import MESSAGE_OVERHEAD, PAGE_IN_BELOW
 from amqp_core.broker.server import BrokerConfig
-from amqp_core.broker.store import MessageStore
+from amqp_core.broker.store import STORE_FILE_NAME, MessageStore
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -380,6 +382,22 @@ def test_a_time_to_live_counts_from_arrival_across_a_restart(broker_process: Any
     with pytest.raises(proton.Timeout):
         receiver.receive(timeout=QUIETLY)
     connection.close()
+
+
+def test_the_gateways_embedded_broker_pages_with_max_memory(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    flags = ["--data-dir", str(data_dir), "--max-memory", str(SMALL_BOUND)]
+    with GatewayServer(tmp_path, *flags) as gateway:
+        send(gateway.amqp, "ledger", *(proton.Message(body=n) for n in range(500)))
+        assert gateway.post("ledger", {"last": True}).status_code == 201
+    # Non-durable messages are in the store only when they were paged out.
+    with sqlite3.connect(data_dir / STORE_FILE_NAME) as database:
+        (paged,) = database.execute("SELECT count(*) FROM message WHERE transient = 1").fetchone()
+    database.close()
+    assert paged > 300
+    # Not durable: they do not come back.
+    with GatewayServer(tmp_path, *flags) as gateway:
+        assert receive_all(gateway.amqp, "ledger") == []
 
 
 def fill_store(data_dir: Path, address: str, count: int) -> None:

@@ -364,8 +364,8 @@ class MessageStore:
 
     def drop_stale(self, limit: int) -> bool:
         """Delete `limit` transient messages at most that were stored before this store
-        was opened (leftovers of a broker that was killed); return whether any are left.
-        One transaction, durable on return."""
+        was opened (leftovers of a broker that was killed); return whether there may be
+        more (`limit` were deleted). One transaction, durable on return."""
         statement = (
             "DELETE FROM message WHERE id IN"
             " (SELECT id FROM message WHERE transient = 1 AND id < ? LIMIT ?)"
