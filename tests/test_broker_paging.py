@@ -33,7 +33,7 @@ from processes import free_port, stop, wait_for_port
 
 from amqp_core import Delivery, Message
 from amqp_core.broker.queues import MESSAGE_OVERHEAD, PAGE_IN_BELOW
-from amqp_core.broker.server import BrokerConfig
+from amqp_core.broker.server import Broker, BrokerConfig
 from amqp_core.broker.store import STORE_FILE_NAME, MessageStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -131,6 +131,11 @@ def connect() -> Iterator[Callable[[str], Any]]:
     yield open_connection
     for connection in connections:
         connection.close()
+
+
+def test_a_memory_bound_without_a_store_is_refused() -> None:
+    with pytest.raises(ValueError, match="needs a data_dir"):
+        Broker(BrokerConfig(max_memory=SMALL_BOUND))
 
 
 # -- order and counts ---------------------------------------------------------------------
