@@ -174,7 +174,7 @@ class Pager:
                 queue.paged,
                 queue.paged_after,
             )
-            del self._paged[queue]
+            self._paged.pop(queue, None)
             return
         queue.page_in([self._entry(row) for row in rows])
         if not queue.paged:
