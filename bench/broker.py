@@ -36,9 +36,19 @@ memory per queued message (the growth of its RSS while the queue filled, divided
 the process's RSS per message and how long a full garbage collection takes with them
 waiting (the median of five).
 
+--recovery N restarts our broker on a store of N durable messages of --size bytes
+(written through the store's API): it prints how long the broker took to accept a
+connection and to deliver the first message, its RSS then and at its peak, and the rate
+at which one consumer then drains the queue.
+
+--max-memory BYTES runs our broker with that bound (and a data directory, durable or
+not): with --depths, the drain rate of a queue mostly on disk, to compare with a run
+without it; with --recovery, the broker's RSS under the bound.
+
 Usage: python bench/broker.py [--messages N] [--rounds R] [--size BYTES] [--durable]
                               [--prefetch W] [--no-rabbitmq] [--profile FILE]
-                              [--depths N,N,... | --memory N]
+                              [--max-memory BYTES]
+                              [--depths N,N,... | --memory N | --recovery N]
 
 --profile FILE runs our broker under cProfile and writes its statistics to FILE
 (read them with `python -m pstats FILE`); its rates then include the profiler's cost.
@@ -51,6 +61,7 @@ import contextlib
 import os
 import select
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -327,10 +338,80 @@ def memory(count: int, size: int) -> None:
     )
 
 
+def peak_kib(pid: int) -> int:
+    """The peak resident memory of process `pid` so far, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def recovery(count: int, args: argparse.Namespace) -> None:
+    """Restart our broker on a store of `count` durable messages; print when it listened
+    and delivered the first message, its RSS, and the drain rate."""
+    from processes import free_port
+
+    from amqp_core import Message
+    from amqp_core.broker.store import MessageStore
+    from amqp_core.utils import BlockingConnection
+
+    encoded = Message(body=b"x" * args.size, durable=True).encode()
+    with tempfile.TemporaryDirectory(prefix="bench-recovery-") as data_dir:
+        with MessageStore.open(Path(data_dir)) as store:
+            for start in range(0, count, 10_000):
+                store.add_many([("recovery", encoded)] * min(10_000, count - start))
+        port = free_port()
+        url = f"127.0.0.1:{port}"
+        command = [sys.executable, "-m", "amqp_core.broker", "-a", url, "--data-dir", data_dir]
+        if args.max_memory:
+            command += ["--max-memory", str(args.max_memory)]
+        started = time.monotonic()
+        broker = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
+        try:
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() - started > ROUND_TIMEOUT or broker.poll() is not None:
+                        raise RuntimeError("the broker does not listen") from None
+                    time.sleep(0.01)
+            listening = time.monotonic() - started
+            connection = BlockingConnection(url, timeout=ROUND_TIMEOUT)
+            connection.create_receiver("recovery", credit=1).receive(timeout=ROUND_TIMEOUT)
+            connection.close()
+            first = time.monotonic() - started
+            rss_first = resident_kib(broker.pid) // 1024
+            time.sleep(5)  # messages read back while nobody consumes, up to the bound
+            rss_idle = resident_kib(broker.pid) // 1024
+            me = [sys.executable, __file__, "--url", url, "--address", "recovery"]
+            drain = [*me, "--role", "consumer", "--messages", str(count - 1)]
+            drain += ["--prefetch", str(args.prefetch), "--durable"]
+            consumer = subprocess.Popen(drain, stdout=subprocess.PIPE)
+            try:
+                drain_started = float(read_line(consumer, 60).split()[1])
+                drained = float(read_line(consumer, DRAIN_TIMEOUT))
+                consumer.wait(timeout=60)
+            finally:
+                stop(consumer, 5)
+            peak = peak_kib(broker.pid) // 1024
+        finally:
+            stop(broker, 60)
+    bound = f"--max-memory {args.max_memory}" if args.max_memory else "no --max-memory"
+    print(
+        f"restart with {count} durable messages of {len(encoded)} bytes ({bound}): "
+        f"listening after {listening:.2f} s, first message delivered after {first:.2f} s "
+        f"(RSS {rss_first} MiB); RSS {rss_idle} MiB 5 s later; drained at "
+        f"{(count - 1) / (drained - drain_started):.0f} msgs/s; peak RSS {peak} MiB"
+    )
+
+
 @contextlib.contextmanager
-def our_broker(durable: bool, profile: str | None) -> Iterator[tuple[str, int]]:
-    """`python -m amqp_core.broker` on a free port (optionally under cProfile): its URL
-    and PID."""
+def our_broker(
+    durable: bool, profile: str | None, max_memory: int | None = None
+) -> Iterator[tuple[str, int]]:
+    """`python -m amqp_core.broker` on a free port (optionally under cProfile, or with
+    a memory bound): its URL and PID."""
     from processes import free_port, wait_for_port
 
     port = free_port()
@@ -339,8 +420,10 @@ def our_broker(durable: bool, profile: str | None) -> Iterator[tuple[str, int]]:
         if profile:
             command += ["-m", "cProfile", "-o", profile]
         command += ["-m", "amqp_core.broker", "-a", f"127.0.0.1:{port}"]
-        if durable:
+        if durable or max_memory:
             command += ["--data-dir", data_dir]
+        if max_memory:
+            command += ["--max-memory", str(max_memory)]
         broker = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
         try:
             wait_for_port(port, timeout=30)
@@ -375,6 +458,12 @@ def main() -> None:
     parser.add_argument(
         "--memory", type=int, metavar="N", help="memory and garbage collection, N messages"
     )
+    parser.add_argument(
+        "--recovery", type=int, metavar="N", help="restart our broker on N stored messages"
+    )
+    parser.add_argument(
+        "--max-memory", type=int, metavar="BYTES", help="run our broker with this bound"
+    )
     parser.add_argument("--role", choices=["producer", "consumer"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
@@ -388,8 +477,11 @@ def main() -> None:
     if args.memory:
         memory(args.memory, args.size)
         return
-
     sys.path.insert(0, str(REPO / "tests"))  # tests/rabbitmq.py and tests/processes.py
+    if args.recovery:
+        recovery(args.recovery, args)
+        return
+
     from rabbitmq import RabbitMQ, rabbitmq_available
 
     kind = "durable" if args.durable else "non-durable"
@@ -405,7 +497,7 @@ def main() -> None:
             f"queue -> consumer (credit window {args.prefetch}), {args.rounds} round(s)"
         )
     with contextlib.ExitStack() as stack:
-        url, pid = stack.enter_context(our_broker(args.durable, args.profile))
+        url, pid = stack.enter_context(our_broker(args.durable, args.profile, args.max_memory))
         brokers: dict[str, tuple[str, int | None]] = {"ours": (url, pid)}
         if args.no_rabbitmq:
             pass

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from amqp_core.broker.queues import MESSAGE_OVERHEAD
 
 #: The smallest body limit allowed: the issue asks for at least 1 MB by default, and a
 #: smaller one would turn ordinary JSON payloads away.
@@ -56,6 +58,14 @@ class Settings(BaseSettings):
         None,
         description="folder of the embedded broker's durable message store "
         "(default: messages stay in memory)",
+    )
+    max_memory: int | None = Field(
+        None,
+        ge=1,
+        description="bound in bytes on the memory the embedded broker's queued messages "
+        f"take (each counted as its size plus {MESSAGE_OVERHEAD} bytes); beyond it, "
+        "further messages of a queue stay in the --data-dir store only and are read back "
+        "as consumers catch up (needs --data-dir; default: no bound)",
     )
     send_timeout: float = Field(
         10.0, gt=0, description="seconds to wait for the broker's outcome of a POST (504 after)"
@@ -156,6 +166,13 @@ class Settings(BaseSettings):
     @classmethod
     def _host_port(cls, value: str) -> str:
         split_host_port(value, 0)
+        return value
+
+    @field_validator("max_memory")
+    @classmethod
+    def _with_data_dir(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("data_dir") is None:
+            raise ValueError("needs --data-dir: messages beyond it are kept there")
         return value
 
     @field_validator("amqp_url")

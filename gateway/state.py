@@ -43,7 +43,11 @@ class Gateway:
         settings = self.settings
         if settings.amqp_url is None:
             self.broker = EmbeddedBroker(
-                BrokerConfig(address=settings.amqp_listen, data_dir=settings.data_dir)
+                BrokerConfig(
+                    address=settings.amqp_listen,
+                    data_dir=settings.data_dir,
+                    max_memory=settings.max_memory,
+                )
             )
             await self.broker.start()
             # amqp_core's broker detaches a link it refuses, never the whole session:

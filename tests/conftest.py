@@ -6,11 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from certificates import Certificates, make_certificates
+from crowd_clients import Client
 from in_process_broker import InProcessBroker
 from processes import free_port, stop, wait_for_port
 from rabbitmq import RABBITMQ_BIN, RabbitMQ, rabbitmq_available
@@ -106,6 +107,21 @@ def in_process_broker() -> Iterator[tuple[InProcessBroker, str]]:
         yield broker, f"127.0.0.1:{port}"
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def crowd() -> Iterator[Callable[..., Client]]:
+    """Start tests/peers/crowd_client.py processes; stopped after the test."""
+    clients: list[Client] = []
+
+    def start(*arguments: str) -> Client:
+        client = Client(*arguments)
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        client.stop()
 
 
 @pytest.fixture(scope="session")

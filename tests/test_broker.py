@@ -151,6 +151,7 @@ def test_help_documents_every_option() -> None:
     for option in (
         "--address",
         "--data-dir",
+        "--max-memory",
         "--topic-prefix",
         "--dead-letter-address",
         "--max-queue-depth",

@@ -17,14 +17,14 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from crowd_clients import Client
 from in_process_broker import InProcessBroker
 from processes import free_port, stop, wait_for_port
 
@@ -33,7 +33,6 @@ from amqp_core.broker.selector import Selector
 from amqp_core.broker.server import Broker, BrokerConfig
 
 REPO = Path(__file__).resolve().parent.parent
-CROWD_CLIENT = Path(__file__).resolve().parent / "peers" / "crowd_client.py"
 
 #: Seconds for a client to attach, or for anything that should happen at once.
 PROMPTLY = 30.0
@@ -46,52 +45,6 @@ SLOW_MS = 100.0
 #: shared machine. When a deep queue held the loop for 200-300 ms per 2,000 messages
 #: sent, it was over 40%; idle producers that cost a second each second, over 50%.
 HELD_SHARE = 0.1
-
-
-class Client:
-    """A crowd_client.py process, and its output lines with the time each came."""
-
-    def __init__(self, *arguments: str) -> None:
-        command = [sys.executable, str(CROWD_CLIENT), *arguments]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        self.output: list[tuple[float, str]] = []
-        self._read_up_to = 0
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._changed:
-                self.output.append((time.monotonic(), line.strip()))
-                self._changed.notify_all()
-
-    def line(self, timeout: float = PROMPTLY) -> str:
-        """The next line of output."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: len(self.output) > self._read_up_to, timeout):
-                code = self.process.poll()
-                raise AssertionError(f"no output in {timeout} s (exit code {code})")
-            self._read_up_to += 1
-            return self.output[self._read_up_to - 1][1]
-
-    def between(self, start: float, end: float) -> list[str]:
-        """The lines that came from `start` to `end` (time.monotonic())."""
-        with self._changed:
-            return [line for when, line in self.output if start <= when <= end]
-
-    def next_after(self, moment: float, timeout: float = PROMPTLY) -> float:
-        """When the first line after `moment` came (for a probe: when the round trip
-        under way at `moment` ended)."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: self.output[-1][0] > moment, timeout):
-                raise AssertionError(f"no output in {timeout} s")
-            return next(when for when, _ in self.output if when > moment)
-
-    def stop(self) -> None:
-        stop(self.process)
-        self._reader.join(PROMPTLY)
 
 
 def ignore(state: int, condition: Any) -> None:
@@ -110,21 +63,6 @@ def eventually(condition: Callable[[], bool], timeout: float = PROMPTLY) -> bool
             return False
         time.sleep(0.05)
     return True
-
-
-@pytest.fixture
-def crowd() -> Iterator[Callable[..., Client]]:
-    """Start crowd_client.py processes; stopped after the test."""
-    clients: list[Client] = []
-
-    def start(*arguments: str) -> Client:
-        client = Client(*arguments)
-        clients.append(client)
-        return client
-
-    yield start
-    for client in clients:
-        client.stop()
 
 
 def fill(broker: InProcessBroker, address: str, count: int) -> None:

@@ -21,6 +21,9 @@ output pass; the broker writes the store before anything it answers in the same 
 (see amqp_core/broker/server.py). A message the consumer accepted but whose batch was
 not yet confirmed may come back or not; the test asserts nothing about it.
 
+The same test runs with a memory bound so small (`--max-memory`) that the backlog is on
+disk only: the broker is killed while it pages messages out and reads them back.
+
 A second test: the delivery count of a durable message (after modified with
 delivery-failed) survives a restart too.
 
@@ -57,14 +60,19 @@ KILL_AFTER_CONFIRMED = 100
 KILL_AFTER_MORE = 200
 
 
-class BrokerProcess:
-    """`python -m amqp_core.broker` with a data directory, on a port that stays the
-    same across restarts; its output is appended to a log file."""
+#: A memory bound of about ten of the test's messages: the backlog is on disk only.
+TINY_MEMORY_BOUND = 2048
 
-    def __init__(self, data_dir: Path, log: Path) -> None:
+
+class BrokerProcess:
+    """`python -m amqp_core.broker` with a data directory (and other options), on a port
+    that stays the same across restarts; its output is appended to a log file."""
+
+    def __init__(self, data_dir: Path, log: Path, *options: str) -> None:
         self.port = free_port()
         self.data_dir = data_dir
         self.log = log
+        self.options = options
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -73,7 +81,7 @@ class BrokerProcess:
 
     def start(self) -> None:
         command = [sys.executable, "-m", "amqp_core.broker", "-a", self.url]
-        command += ["--data-dir", str(self.data_dir)]
+        command += ["--data-dir", str(self.data_dir), *self.options]
         with open(self.log, "ab") as output:
             self.process = subprocess.Popen(
                 command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT
@@ -94,9 +102,11 @@ class BrokerProcess:
         return self.log.read_text(errors="replace")[-3000:]
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
-    process = BrokerProcess(tmp_path / "data", tmp_path / "broker.log")
+@pytest.fixture(params=["in memory", "paging"])
+def broker(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[BrokerProcess]:
+    """A broker that keeps its backlog in memory, or (with a tiny memory bound) on disk."""
+    options = ["--max-memory", str(TINY_MEMORY_BOUND)] if request.param == "paging" else []
+    process = BrokerProcess(tmp_path / "data", tmp_path / "broker.log", *options)
     process.start()
     yield process
     process.stop()

@@ -76,6 +76,7 @@ def gateway_command(*flags: str) -> list[str]:
         (["--log-level", "loud"], ["--log-level", "debug"]),
         (["--no-such-flag"], ["--no-such-flag", "--help"]),
         (["--max-body"], ["--max-body", "argument"]),
+        (["--max-memory", "1000000"], ["--max-memory", "GATEWAY_MAX_MEMORY", "--data-dir"]),
     ],
 )
 def test_a_bad_gateway_flag_is_one_line_and_exit_2(flags: list[str], named: list[str]) -> None:
@@ -132,6 +133,8 @@ def test_gateway_help_lists_the_exit_codes() -> None:
         (["--no-such-flag"], ["--no-such-flag", "--help"]),
         (["-a", "127.0.0.1:99999"], ["--address", "99999", "out of range"]),
         (["-a", "127.0.0.1:amqq"], ["--address", "amqq"]),
+        (["--max-memory", "1000000"], ["--max-memory", "needs --data-dir"]),
+        (["--max-memory", "0", "--data-dir", "d"], ["--max-memory", "at least 1"]),
     ],
 )
 def test_a_bad_broker_option_is_one_line_and_exit_2(flags: list[str], named: list[str]) -> None:

@@ -189,6 +189,83 @@ def test_one_store_serves_one_broker_at_a_time(store: MessageStore) -> None:
         assert [message.encoded for message in again.load()] == [b"still works"]
 
 
+def test_totals_count_each_address_durable_messages_and_bytes(store: MessageStore) -> None:
+    ids = store.add_many([("a", b"12345"), ("b", b"1"), ("a", b"123")])
+    store.apply([("a", b"transient", None, True)])
+    assert store.totals() == {"a": (2, 8), "b": (1, 1)}
+    store.remove_many([ids[0], ids[1]])
+    assert store.totals() == {"a": (1, 3)}
+    store = reopened(store)
+    assert store.totals() == {"a": (1, 3)}
+    store.close()
+
+
+def test_page_reads_an_address_in_id_order_a_slice_at_a_time(store: MessageStore) -> None:
+    ids = store.apply(
+        [(f"queue/{n % 2}", bytes([n]) * 10, n * 1.5 if n % 3 else None, n == 4) for n in range(8)]
+    )
+    even = store.page("queue/0", 0, limit=3, byte_limit=1000)
+    assert [(m.store_id, m.encoded[:1], m.deadline) for m in even] == [
+        (ids[0], b"\x00", None),
+        (ids[2], b"\x02", 3.0),
+        (ids[4], b"\x04", 6.0),  # transient: stored by this opening, so read back
+    ]
+    assert [m.store_id for m in store.page("queue/0", ids[4], 10, 1000)] == [ids[6]]
+    # No more than the byte limit, but always one.
+    assert [m.store_id for m in store.page("queue/1", 0, 10, 15)] == [ids[1], ids[3]]
+    assert [m.store_id for m in store.page("queue/1", 0, 10, 1)] == [ids[1]]
+    assert store.page("queue/2", 0, 10, 1000) == []
+
+
+def test_transient_messages_never_come_back_after_a_reopening(store: MessageStore) -> None:
+    kept, transient, later = store.apply(
+        [("q", b"durable", None, False), ("q", b"transient", None, True), ("q", b"x", 9.0, False)]
+    )
+    assert [m.store_id for m in store.load()] == [kept, transient, later]
+    store = reopened(store)
+    assert [m.store_id for m in store.page("q", 0, 10, 1000)] == [kept, later]
+    assert [m.store_id for m in store.load()] == [kept, later]
+    # drop_stale deletes them, a slice at a time.
+    store.apply([("q", bytes([n]), None, True) for n in range(5)])
+    store = reopened(store)
+    assert store.drop_stale(4) is True  # 6 in all: maybe more
+    assert store.drop_stale(4) is False
+    store.close()
+    with sqlite3.connect(store.path) as database:
+        (left,) = database.execute("SELECT count(*) FROM message").fetchone()
+    database.close()
+    assert left == 2
+
+
+def test_a_store_of_schema_1_is_migrated(data_dir: Path) -> None:
+    data_dir.mkdir()
+    with sqlite3.connect(data_dir / STORE_FILE_NAME) as database:
+        database.execute(
+            "CREATE TABLE message (id INTEGER PRIMARY KEY, address TEXT NOT NULL,"
+            " delivery_count INTEGER NOT NULL DEFAULT 0, encoded BLOB NOT NULL)"
+        )
+        database.executemany(
+            "INSERT INTO message (id, address, delivery_count, encoded) VALUES (?, ?, ?, ?)",
+            [(1, "a", 0, b"one"), (2, "b", 3, b"two"), (3, "a", 0, b"three")],
+        )
+        database.execute("PRAGMA application_id = 1095586131")  # "AMQS"
+        database.execute("PRAGMA user_version = 1")
+    database.close()
+    with MessageStore.open(data_dir) as store:
+        assert list(store.load()) == [
+            StoredMessage(1, "a", b"one", 0),
+            StoredMessage(2, "b", b"two", 3),
+            StoredMessage(3, "a", b"three", 0),
+        ]
+        assert store.totals() == {"a": (2, 8), "b": (1, 3)}
+        assert [m.store_id for m in store.page("a", 1, 10, 1000)] == [3]
+        assert store.add("a", b"four") == 4
+    with sqlite3.connect(data_dir / STORE_FILE_NAME) as database:
+        (version,) = database.execute("PRAGMA user_version").fetchone()
+    database.close()
+    assert version == SCHEMA_VERSION == 2
+
+
 # --- Files the store refuses ------------------------------------------------------------
 
 

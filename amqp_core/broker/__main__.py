@@ -12,6 +12,7 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
+from amqp_core.broker.queues import MESSAGE_OVERHEAD
 from amqp_core.broker.server import Broker, BrokerConfig
 from amqp_core.broker.store import StoreError
 from amqp_core.cli import (
@@ -67,6 +68,15 @@ def parse_arguments(arguments: Sequence[str] | None = None) -> BrokerConfig:
         help="folder of the message store: durable messages sent to queues are written "
         "there before they are accepted, and survive a restart (default: none, every "
         "message stays in memory only)",
+    )
+    parser.add_argument(
+        "--max-memory",
+        type=int,
+        metavar="BYTES",
+        help="bound on the memory that queued messages take (each counted as its size "
+        f"plus {MESSAGE_OVERHEAD} bytes); beyond it, further messages of a queue stay in "
+        "the --data-dir store only, non-durable ones too, and are read back as consumers "
+        "catch up (needs --data-dir; default: no bound)",
     )
     parser.add_argument(
         "--topic-prefix",
@@ -133,10 +143,13 @@ def parse_arguments(arguments: Sequence[str] | None = None) -> BrokerConfig:
         "max_connections",
         "max_links_per_connection",
         "max_message_size",
+        "max_memory",
     ):
         value = getattr(options, option)
         if value is not None and value < 1:
             parser.error(f"--{option.replace('_', '-')} must be at least 1")
+    if options.max_memory is not None and options.data_dir is None:
+        parser.error("--max-memory needs --data-dir: messages beyond it are kept there")
     return BrokerConfig(
         address=options.address,
         topic_prefix=options.topic_prefix,
@@ -144,6 +157,7 @@ def parse_arguments(arguments: Sequence[str] | None = None) -> BrokerConfig:
         max_queue_depth=options.max_queue_depth,
         max_queue_bytes=options.max_queue_bytes,
         data_dir=options.data_dir,
+        max_memory=options.max_memory,
         max_connections=options.max_connections,
         max_links_per_connection=options.max_links_per_connection,
         max_message_size=options.max_message_size,

@@ -26,11 +26,16 @@ drops the expired messages, which `Deadlines` hands over in time order: nothing 
 address, per producer or per connection, so idle links cost nothing.
 
 Durability: with `BrokerConfig.data_dir`, a durable message sent to a queue is written
-to the store (`amqp_core.broker.store`) before it is accepted, loaded back at start, and
-removed once a consumer accepted it. Store writes are batched: what arrives in one
-pass of the event loop is written in one transaction when the container runs out of
-events (``on_reactor_quiesced``), before anything is written back to a peer. Topics
-keep nothing, so they store nothing.
+to the store (`amqp_core.broker.store`) before it is accepted, and removed once a
+consumer accepted it. Store writes are batched: what arrives in one pass of the event
+loop is written in one transaction when the container runs out of events
+(``on_reactor_quiesced``), before anything is written back to a peer. Topics keep
+nothing, so they store nothing.
+
+Memory (`amqp_core.broker.paging`): with `BrokerConfig.max_memory`, a queue's messages
+beyond the bound stay in the store only, non-durable ones too, and are read back as
+consumers catch up. At start the broker counts each queue's stored messages (one query)
+and listens at once; the messages are read back the same way, a slice at a time.
 """
 
 from __future__ import annotations
@@ -46,7 +51,9 @@ from typing import Any
 
 from amqp_core import Condition, Delivery, symbol
 from amqp_core.broker.filters import requested_selector
+from amqp_core.broker.paging import Pager
 from amqp_core.broker.queues import (
+    MESSAGE_OVERHEAD,
     AddressStats,
     Consumer,
     Deadlines,
@@ -54,6 +61,7 @@ from amqp_core.broker.queues import (
     Queue,
     QueueContext,
     Topic,
+    deadline_of,
     priority_of,
 )
 from amqp_core.broker.selector import SelectorError
@@ -106,6 +114,10 @@ class BrokerConfig:
     producer_credit_window: int = PRODUCER_CREDIT_WINDOW
     #: Where durable messages are stored; None: every message stays in memory only.
     data_dir: Path | None = None
+    #: Bytes of messages (each counted with `queues.MESSAGE_OVERHEAD`) that queues hold
+    #: in memory before further ones stay on disk only (`paging`); needs `data_dir`.
+    #: None: no bound.
+    max_memory: int | None = None
     #: Open connections at a time; None: no limit.
     max_connections: int | None = None
     #: Links attached on one connection at a time; None: no limit.
@@ -148,16 +160,8 @@ class _Arrival:
     durable: bool
     #: Its row in the durable store, once written there.
     store_id: int | None = None
-
-
-def _deadline(message: Message, now: float) -> float | None:
-    """When a message that arrived at `now` expires (its ttl counts from then), or None."""
-    deadline = None
-    if message.ttl:
-        deadline = now + message.ttl
-    if message.expiry_time:
-        deadline = min(deadline or message.expiry_time, message.expiry_time)
-    return deadline
+    #: Kept on disk only (`paging`).
+    paged: bool = False
 
 
 class Broker(MessagingHandler):
@@ -169,6 +173,8 @@ class Broker(MessagingHandler):
         # Incoming messages are read here (`on_delivery`), keeping the bytes they came as.
         self.handlers = [h for h in self.handlers if not isinstance(h, IncomingMessageHandler)]
         self.config = config or BrokerConfig()
+        if self.config.max_memory is not None and self.config.data_dir is None:
+            raise ValueError("max_memory needs a data_dir: messages beyond it go to the store")
         self.nodes: dict[str, Queue | Topic] = {}
         self.consumers: dict[Any, tuple[Queue | Topic, Consumer, Queue]] = {}
         self.producers: dict[Any, _Producer] = {}  # incoming link -> its producer
@@ -178,7 +184,10 @@ class Broker(MessagingHandler):
         self.store: MessageStore | None = None
         self.container: Any = None
         self.deadlines = Deadlines()
-        self._queue_context = QueueContext(self.deadlines, self._expired, self._later)
+        self.pager = Pager(self.config.max_memory, self._after)
+        self._queue_context = QueueContext(
+            self.deadlines, self._expired, self._later, self.pager.held, self.pager.short
+        )
         # Waiting for the next store write.
         self._arrivals: list[_Arrival] = []
         self._store_write_scheduled = False
@@ -210,6 +219,7 @@ class Broker(MessagingHandler):
                 producers=producers[address].count if address in producers else 0,
                 depth_bytes=node.depth_bytes,
                 expired=node.expired,
+                paged=node.paged,
             )
             for address, node in self.nodes.items()
         }
@@ -226,7 +236,7 @@ class Broker(MessagingHandler):
             del self.nodes[address]
             if isinstance(node, Queue):
                 # A dynamic queue's messages go with it.
-                self._removals.extend(e[3] for e in node.waiting if e[3] is not None)
+                self._removals.extend(node.discard())
 
     def _expired(self, queue: Queue, entry: Entry) -> None:
         """A queue dropped a message whose deadline passed."""
@@ -238,6 +248,9 @@ class Broker(MessagingHandler):
     def _later(self, function: Callable[[], None]) -> None:
         self.container.schedule(0, _Call(function))
 
+    def _after(self, delay: float, function: Callable[[], None]) -> None:
+        self.container.schedule(delay, _Call(function))
+
     def on_timer_task(self, event: Any) -> None:
         more = self.deadlines.expire(time.time(), EXPIRY_SLICE)
         event.container.schedule(0 if more else EXPIRY_SWEEP_INTERVAL, self)
@@ -245,39 +258,29 @@ class Broker(MessagingHandler):
     # -- connections and links ------------------------------------------------------------
 
     def on_start(self, event: Any) -> None:
+        self.container = event.container
         if self.config.data_dir is not None:
             self.store = MessageStore.open(self.config.data_dir)
-            self._load(self.store)
-        self.container = event.container
+            self._recover(self.store)
         self.acceptor = event.container.listen(self.config.address)
         event.container.schedule(EXPIRY_SWEEP_INTERVAL, self)
 
-    def _load(self, store: MessageStore) -> None:
-        """Put the stored durable messages back on their queues, in their order.
-
-        A time to live counts again from the restart: the store keeps no arrival time.
-        """
-        now = time.time()
-        for stored in store.load():
-            node = self.node(stored.address)
+    def _recover(self, store: MessageStore) -> None:
+        """Count the stored messages back on their queues, as on disk only: they are read
+        back a slice at a time (`paging`), while the broker already listens."""
+        for address, (messages, size) in store.totals().items():
+            node = self.node(address)
             if isinstance(node, Topic):
-                log.warning(
-                    "stored messages for %s left in the store: it is a topic now",
-                    stored.address,
-                )
+                log.warning("stored messages for %s left in the store: it is a topic now", address)
                 continue
-            message = Message()
-            message.decode(stored.encoded)
-            encoded = stored.encoded
-            if stored.delivery_count != message.delivery_count:
-                message.delivery_count = stored.delivery_count
-                encoded = message.encode()
-            node.publish(encoded, message.priority, _deadline(message, now), stored.store_id)
+            self.pager.page_out(node, messages, size, after=0)
+        self.pager.start(store)
 
     def close(self) -> None:
         """Close the store, once the container has stopped."""
         if self.store is not None:
             self._write_store()
+            self.pager.stop()
             self.store.close()
             self.store = None
 
@@ -538,10 +541,8 @@ class Broker(MessagingHandler):
         if not held_by_credit and self._full(node):
             settle(Delivery.RELEASED, None)
             return
-        deadline = _deadline(message, time.time())
-        if self._arrivals or (
-            message.durable and self.store is not None and isinstance(node, Queue)
-        ):
+        deadline = deadline_of(message, time.time())
+        if self._waits_for_store(node, message.durable):
             # Accepted once stored (keeping the queue's order): on_reactor_quiesced, or
             # at once for a message published from outside the container's dispatch.
             arrival = _Arrival(settle, node, encoded, message.priority, deadline, message.durable)
@@ -552,6 +553,15 @@ class Broker(MessagingHandler):
             return
         node.publish(encoded, message.priority, deadline)
         settle(Delivery.ACCEPTED, None)
+
+    def _waits_for_store(self, node: Queue | Topic, durable: bool) -> bool:
+        """Whether a message for `node` is queued at the next store write: it is to be
+        stored (durable, or paged out), or others that are must stay ahead of it."""
+        return bool(self._arrivals) or (
+            self.store is not None
+            and isinstance(node, Queue)
+            and (durable or self.pager.pages(node))
+        )
 
     def _settle_transfer(self, delivery: Any, state: int, condition: Condition | None) -> None:
         """Settle a producer's transfer, and give its link the credit back."""
@@ -575,29 +585,57 @@ class Broker(MessagingHandler):
         counts, self._delivery_counts = self._delivery_counts, []
         if not (arrivals or removals or counts):
             return
-        durable = [a for a in arrivals if a.durable and isinstance(a.node, Queue)]
+        stored = self._to_store(arrivals)
         failure: StoreError | None = None
         try:
-            ids = store.apply([(a.node.address, a.encoded) for a in durable], removals, counts)
+            ids = store.apply(
+                [(a.node.address, a.encoded, a.deadline, not a.durable) for a in stored],
+                removals,
+                counts,
+            )
         except StoreError as error:
             log.error("%s (settled messages may come back after a restart)", error)
             failure = error
         else:
-            for arrival, store_id in zip(durable, ids, strict=True):
+            for arrival, store_id in zip(stored, ids, strict=True):
                 arrival.store_id = store_id
         for arrival in arrivals:
             node = arrival.node
             if isinstance(node, Topic):
                 node.publish(arrival.encoded, arrival.priority, arrival.deadline)
-            elif failure is not None and arrival.durable:
+            elif failure is not None and (arrival.durable or arrival.paged):
                 if arrival.settle is not None:
                     condition = Condition("amqp:internal-error", str(failure))
                     arrival.settle(Delivery.REJECTED, condition)
                 continue
+            elif arrival.paged:
+                assert arrival.store_id is not None
+                self.pager.page_out(node, 1, len(arrival.encoded), arrival.store_id - 1)
             else:
                 node.publish(arrival.encoded, arrival.priority, arrival.deadline, arrival.store_id)
             if arrival.settle is not None:
                 arrival.settle(Delivery.ACCEPTED, None)
+
+    def _to_store(self, arrivals: list[_Arrival]) -> list[_Arrival]:
+        """The arrivals to write to the store: durable ones for queues, and those that
+        stay on disk only (marked `paged`), each of those in turn with every later one
+        of its queue."""
+        stored = []
+        paging: set[Queue] = set()
+        coming = 0  # bytes that the arrivals kept in memory will hold
+        for arrival in arrivals:
+            node = arrival.node
+            if not isinstance(node, Queue):
+                continue
+            if node in paging or self.pager.pages(node, coming):
+                arrival.paged = True
+                paging.add(node)
+                stored.append(arrival)
+                continue
+            coming += len(arrival.encoded) + MESSAGE_OVERHEAD
+            if arrival.durable:
+                stored.append(arrival)
+        return stored
 
     def on_sendable(self, event: Any) -> None:
         found = self.consumers.get(event.link)
@@ -650,8 +688,8 @@ class Broker(MessagingHandler):
         message = Message()
         message.decode(encoded, body=False)
         moved = _Arrival(None, node, encoded, priority_of(key), deadline, message.durable)
-        if self.store is not None and moved.durable and isinstance(node, Queue):
-            self._arrivals.append(moved)
+        if self._waits_for_store(node, moved.durable):
+            self._arrivals.append(moved)  # written when the pass ends (on_reactor_quiesced)
         else:
             node.publish(encoded, moved.priority, deadline)
 

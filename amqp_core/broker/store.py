@@ -3,11 +3,19 @@ restart, ``kill -9`` included.
 
 One SQLite file (standard library `sqlite3`) under the broker's data directory holds one
 row per durable message that is still queued: its address, the AMQP message bytes as
-they arrived (the broker never decodes bodies), and its delivery count. The broker calls
-`MessageStore.add` / `add_many` before it settles a durable message as accepted, and
-`remove` / `remove_many` once a consumer settled it, or `apply` for all of these at
-once; each of these calls is one transaction that is on disk when it returns. After a
-restart, `load` hands the messages back in insertion order.
+they arrived (the broker never decodes bodies), its delivery count, and when it expires.
+The broker calls `MessageStore.add` / `add_many` before it settles a durable message as
+accepted, and `remove` / `remove_many` once a consumer settled it, or `apply` for all of
+these at once; each of these calls is one transaction that is on disk when it returns.
+
+Paging: a broker that bounds its memory keeps the messages beyond the bound here only,
+non-durable ones too, and reads them back a slice at a time (`page`, by address in id
+order, through an index on the address). A non-durable message is marked *transient*:
+it is never read back after a restart, and `drop_stale` deletes such leftovers in
+slices. After a restart the broker reads how many messages each address has, and their
+bytes, from a table of totals that triggers keep up to date in every transaction
+(`totals`): one small query, whatever the number of messages. `load` hands every
+message back in insertion order.
 
 Why these SQLite settings:
 
@@ -40,14 +48,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["STORE_FILE_NAME", "SCHEMA_VERSION", "MessageStore", "StoreError", "StoredMessage"]
+__all__ = [
+    "STORE_FILE_NAME",
+    "SCHEMA_VERSION",
+    "Addition",
+    "MessageStore",
+    "StoreError",
+    "StoredMessage",
+]
 
 #: The store's file name inside the data directory (with ``-wal`` beside it while open).
 STORE_FILE_NAME = "messages.sqlite3"
 
-#: The schema this module reads and writes, kept in ``PRAGMA user_version``. A file with
-#: another version is refused, never guessed at.
-SCHEMA_VERSION = 1
+#: The schema this module reads and writes, kept in ``PRAGMA user_version``. A store of
+#: schema 1 (no deadlines, no transient messages, no totals) is migrated when opened; a
+#: file with any other version is refused, never guessed at.
+SCHEMA_VERSION = 2
 
 #: ``PRAGMA application_id`` of a message store ("AMQS"), which tells our files apart from
 #: other SQLite databases (see https://www.sqlite.org/fileformat.html#application_id).
@@ -61,16 +77,67 @@ _LOAD_PAGE = 1000
 #: truncated, so that one burst does not leave a huge ``-wal`` file behind for good.
 _WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
-_SCHEMA = """
+#: A message to add: (address, encoded, deadline, transient). The deadline is when it
+#: expires (``time.time()``), or None: never, or for a message added by `add_many`,
+#: whenever its time to live says, counted from when it is read back.
+Addition = tuple[str, bytes, float | None, bool]
+
+_MESSAGE_TABLE = """
 CREATE TABLE message (
     id INTEGER PRIMARY KEY,
     address TEXT NOT NULL,
     delivery_count INTEGER NOT NULL DEFAULT 0,
+    deadline REAL,
+    transient INTEGER NOT NULL DEFAULT 0,
     encoded BLOB NOT NULL
 )
 """
-# address and delivery_count come before the blob so that `addresses` reads each row's
-# first page only, never the overflow pages of large messages.
+# The blob comes last so that reading the other columns of a row reads its first page
+# only, never the overflow pages of a large message.
+
+#: What schema 2 adds to the message table: indexes, and totals kept by triggers.
+_INDEXES_AND_TOTALS = [
+    # With the id (the rowid) behind the address: an address's messages in id order.
+    "CREATE INDEX message_by_address ON message (address)",
+    "CREATE INDEX message_transient ON message (id) WHERE transient = 1",
+    """
+    CREATE TABLE address_total (
+        address TEXT PRIMARY KEY,
+        messages INTEGER NOT NULL,
+        bytes INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    INSERT INTO address_total
+    SELECT address, count(*), sum(length(encoded)) FROM message
+    WHERE transient = 0 GROUP BY address
+    """,
+    """
+    CREATE TRIGGER message_added AFTER INSERT ON message WHEN NEW.transient = 0
+    BEGIN
+        INSERT INTO address_total VALUES (NEW.address, 1, length(NEW.encoded))
+        ON CONFLICT (address) DO UPDATE
+        SET messages = messages + 1, bytes = bytes + excluded.bytes;
+    END
+    """,
+    """
+    CREATE TRIGGER message_removed AFTER DELETE ON message WHEN OLD.transient = 0
+    BEGIN
+        UPDATE address_total
+        SET messages = messages - 1, bytes = bytes - length(OLD.encoded)
+        WHERE address = OLD.address;
+        DELETE FROM address_total WHERE address = OLD.address AND messages = 0;
+    END
+    """,
+]
+
+#: From schema 1 to 2: new columns (cheap: SQLite adds them to the table's definition
+#: only), then the indexes and the totals (one pass over the messages).
+_MIGRATION_FROM_1 = [
+    "ALTER TABLE message ADD COLUMN deadline REAL",
+    "ALTER TABLE message ADD COLUMN transient INTEGER NOT NULL DEFAULT 0",
+    *_INDEXES_AND_TOTALS,
+]
 
 #: What a failure means for the operator, by SQLite's extended result code, else by its
 #: primary one.
@@ -113,6 +180,9 @@ class StoredMessage:
     address: str
     encoded: bytes
     delivery_count: int
+    #: When it expires (``time.time()``); None: never, or as its time to live says from
+    #: now, if it was added without a deadline (by `add_many`, or in schema 1).
+    deadline: float | None = None
 
 
 class MessageStore:
@@ -128,6 +198,8 @@ class MessageStore:
         self._path = path
         self._connection: sqlite3.Connection | None = connection
         self._next_id = next_id
+        #: Transient messages with a lower id were written before this opening: stale.
+        self._opened_at_id = next_id
 
     @classmethod
     def open(cls, data_dir: Path) -> MessageStore:
@@ -135,7 +207,8 @@ class MessageStore:
 
         Raises `StoreError` when the directory cannot be written, when another process
         holds the store, when the file is corrupted or not a message store, and when its
-        schema version is not `SCHEMA_VERSION`: a store is never silently started empty.
+        schema version is neither `SCHEMA_VERSION` nor one it migrates from: a store is
+        never silently started empty.
         """
         path = Path(data_dir) / STORE_FILE_NAME
         try:
@@ -172,13 +245,15 @@ class MessageStore:
         """Store one message for `address`; it is on disk when its store id is returned."""
         return self.add_many([(address, encoded)])[0]
 
-    def add_many(self, items: list[tuple[str, bytes]]) -> list[int]:
-        """Store messages in one transaction (one fsync): all or none of them.
+    def add_many(self, items: Sequence[tuple[str, bytes]]) -> list[int]:
+        """Store durable messages in one transaction (one fsync): all or none of them.
 
         `items` are (address, encoded message) pairs; the store ids returned are in the
         same order, and increasing, so that `load` gives the messages back in this order.
+        Their deadline is left to their time to live, counted when they are read back
+        (see `Addition`).
         """
-        return self.apply(items)
+        return self.apply([(address, encoded, None, False) for address, encoded in items])
 
     def remove(self, store_id: int) -> None:
         """Delete a message (its consumer settled it); done on disk when this returns.
@@ -200,19 +275,25 @@ class MessageStore:
 
     def apply(
         self,
-        adds: Sequence[tuple[str, bytes]] = (),
+        adds: Sequence[Addition] = (),
         removals: Iterable[int] = (),
         delivery_counts: Iterable[tuple[int, int]] = (),
     ) -> list[int]:
         """Add, remove and update messages in one transaction (one fsync): all of it or
-        nothing. Returns the new messages' store ids, as `add_many` does."""
+        nothing. Returns the new messages' store ids, as `add_many` does. A transient
+        addition is a non-durable message paged out: it never comes back after a
+        restart."""
         first = self._next_id
-        added = [(first + index, address, encoded) for index, (address, encoded) in enumerate(adds)]
+        added = [(first + index, *addition) for index, addition in enumerate(adds)]
         # Spent even if the write fails: a commit that failed late may still be on disk.
         self._next_id = first + len(added)
         self._write(
             [
-                ("INSERT INTO message (id, address, encoded) VALUES (?, ?, ?)", added),
+                (
+                    "INSERT INTO message (id, address, encoded, deadline, transient)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    added,
+                ),
                 ("DELETE FROM message WHERE id = ?", [(store_id,) for store_id in removals]),
                 (
                     "UPDATE message SET delivery_count = ? WHERE id = ?",
@@ -223,7 +304,7 @@ class MessageStore:
         return list(range(first, self._next_id))
 
     def load(self) -> Iterator[StoredMessage]:
-        """Every stored message, in insertion order (for a restart).
+        """Every stored message, in insertion order, but the stale transient ones.
 
         Rows are read a page at a time; the store may be written to between two messages.
         """
@@ -232,25 +313,64 @@ class MessageStore:
         while True:
             try:
                 rows = connection.execute(
-                    "SELECT id, address, encoded, delivery_count FROM message"
-                    " WHERE id > ? ORDER BY id LIMIT ?",
-                    (after, _LOAD_PAGE),
+                    "SELECT id, address, encoded, delivery_count, deadline FROM message"
+                    " WHERE id > ? AND (transient = 0 OR id >= ?) ORDER BY id LIMIT ?",
+                    (after, self._opened_at_id, _LOAD_PAGE),
                 ).fetchall()
             except sqlite3.Error as error:
                 raise _store_error(self._path, error) from error
-            for store_id, address, encoded, delivery_count in rows:
-                yield StoredMessage(store_id, address, encoded, delivery_count)
+            for row in rows:
+                yield StoredMessage(*row)
             if len(rows) < _LOAD_PAGE:
                 return
             after = rows[-1][0]
 
-    def addresses(self) -> list[str]:
-        """The addresses that have stored messages, sorted."""
+    def page(self, address: str, after: int, limit: int, byte_limit: int) -> list[StoredMessage]:
+        """The messages of `address` with a store id above `after`, in id order, but the
+        stale transient ones: `limit` at most, and no more once they hold `byte_limit`
+        bytes (at least one, however large)."""
+        found: list[StoredMessage] = []
+        size = 0
         try:
-            rows = self._live().execute("SELECT DISTINCT address FROM message ORDER BY address")
-            return [address for (address,) in rows]
+            rows = self._live().execute(
+                "SELECT id, address, encoded, delivery_count, deadline FROM message"
+                " WHERE address = ? AND id > ? AND (transient = 0 OR id >= ?)"
+                " ORDER BY id LIMIT ?",
+                (address, after, self._opened_at_id, limit),
+            )
+            for row in rows:
+                found.append(StoredMessage(*row))
+                size += len(row[2])
+                if size >= byte_limit:
+                    break
+            rows.close()
         except sqlite3.Error as error:
             raise _store_error(self._path, error) from error
+        return found
+
+    def totals(self) -> dict[str, tuple[int, int]]:
+        """For each address with durable messages stored: how many, and their bytes."""
+        try:
+            rows = self._live().execute(
+                "SELECT address, messages, bytes FROM address_total ORDER BY address"
+            )
+            return {address: (messages, size) for address, messages, size in rows}
+        except sqlite3.Error as error:
+            raise _store_error(self._path, error) from error
+
+    def addresses(self) -> list[str]:
+        """The addresses that have durable messages stored, sorted."""
+        return list(self.totals())
+
+    def drop_stale(self, limit: int) -> bool:
+        """Delete `limit` transient messages at most that were stored before this store
+        was opened (leftovers of a broker that was killed); return whether there may be
+        more (`limit` were deleted). One transaction, durable on return."""
+        statement = (
+            "DELETE FROM message WHERE id IN"
+            " (SELECT id FROM message WHERE transient = 1 AND id < ? LIMIT ?)"
+        )
+        return self._write([(statement, [(self._opened_at_id, limit)])]) == limit
 
     def close(self) -> None:
         """Close the store (it checkpoints the log into the database); closing twice is fine."""
@@ -282,24 +402,27 @@ class MessageStore:
             raise StoreError(self._path, "the store is closed")
         return self._connection
 
-    def _write(self, statements: list[tuple[str, Sequence[tuple[object, ...]]]]) -> None:
+    def _write(self, statements: list[tuple[str, Sequence[tuple[object, ...]]]]) -> int:
         """Run each statement once per row, all in one transaction committed before
-        returning (none at all when there are no rows)."""
+        returning (none at all when there are no rows); return how many rows they
+        changed."""
         statements = [(statement, rows) for statement, rows in statements if rows]
         if not statements:
-            return
+            return 0
         connection = self._live()
+        changed = 0
         try:
             # IMMEDIATE: take the write lock before the first statement, not halfway.
             connection.execute("BEGIN IMMEDIATE")
             for statement, rows in statements:
-                connection.executemany(statement, rows)
+                changed += connection.executemany(statement, rows).rowcount
             connection.execute("COMMIT")
         except BaseException as failure:
             _roll_back(connection)
             if isinstance(failure, sqlite3.Error):
                 raise _store_error(self._path, failure) from failure
             raise
+        return changed
 
 
 def _prepare(path: Path, connection: sqlite3.Connection) -> int:
@@ -335,7 +458,8 @@ def _create_or_check_schema(path: Path, connection: sqlite3.Connection) -> None:
     (version,) = connection.execute("PRAGMA user_version").fetchone()
     (tables,) = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
     if application_id == 0 and version == 0 and tables == 0:
-        connection.execute(_SCHEMA)
+        for statement in [_MESSAGE_TABLE, *_INDEXES_AND_TOTALS]:
+            connection.execute(statement)
         connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         return
@@ -351,6 +475,11 @@ def _create_or_check_schema(path: Path, connection: sqlite3.Connection) -> None:
             f"written by a newer version of amqp_core (schema version {version}; this one"
             f" reads version {SCHEMA_VERSION}): upgrade amqp_core to open it",
         )
+    if version == 1:
+        for statement in _MIGRATION_FROM_1:
+            connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        return
     if version != SCHEMA_VERSION:
         raise StoreError(
             path, f"unknown schema version {version} (this amqp_core reads {SCHEMA_VERSION})"

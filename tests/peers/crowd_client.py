@@ -12,6 +12,11 @@ not itself. One line of output per event.
   WINDOW credit whenever the last window is used up (as a batch consumer does); prints
   ``ready``, then the first message's body, then ``done`` with the seconds from the
   first message to the last.
+- ``fill URL ADDRESS COUNT``: sends COUNT durable messages with 100-byte bodies to
+  ADDRESS as fast as credit allows, their message ids 0, 1, 2, ...; prints ``ready``
+  once attached and ``done`` once all were accepted.
+- ``ordered URL ADDRESS COUNT WINDOW``: as ``drain``, checking that the message ids run
+  0, 1, 2, ...; prints ``ready``, then ``done`` or where the order broke.
 - ``select URL ADDRESS SELECTOR RECEIVERS``: RECEIVERS receivers on ADDRESS with that
   JMS selector, 10 credit each; prints ``ready`` once all are attached and each message
   that arrives (there should be none when the selector matches nothing).
@@ -128,6 +133,54 @@ class Drain(MessagingHandler):  # type: ignore[misc]
             receiver.flow(min(self.window, self.count - self.received))
 
 
+class Fill(MessagingHandler):  # type: ignore[misc]
+    def __init__(self, url: str, address: str, count: int) -> None:
+        super().__init__()
+        self.url, self.address, self.count = url, address, count
+        self.sent = 0
+        self.accepted = 0
+
+    def on_start(self, event: Any) -> None:
+        connection = event.container.connect(self.url, reconnect=False)
+        event.container.create_sender(connection, self.address, name="fill")
+
+    def on_link_opened(self, event: Any) -> None:
+        say("ready")
+
+    def on_sendable(self, event: Any) -> None:
+        sender = event.sender
+        while sender.credit and self.sent < self.count:
+            sender.send(Message(id=self.sent, body=b"x" * 100, durable=True))
+            self.sent += 1
+
+    def on_accepted(self, event: Any) -> None:
+        self.accepted += 1
+        if self.accepted == self.count:
+            say("done")
+            event.connection.close()
+
+    def on_rejected(self, event: Any) -> None:
+        say(f"rejected after {self.accepted}")
+        event.connection.close()
+
+    on_released = on_rejected
+
+
+class Ordered(Drain):
+    def on_message(self, event: Any) -> None:
+        if event.message.id != self.received:
+            say(f"message id {event.message.id!r} where {self.received} was due")
+            event.connection.close()
+            return
+        self.received += 1
+        receiver = event.receiver
+        if self.received == self.count:
+            say("done")
+            event.connection.close()
+        elif receiver.credit == 0:
+            receiver.flow(min(self.window, self.count - self.received))
+
+
 class Select(MessagingHandler):  # type: ignore[misc]
     def __init__(self, url: str, address: str, selector: str, receivers: int) -> None:
         super().__init__(prefetch=10)
@@ -194,6 +247,10 @@ def main() -> None:
         handler = Send(url, arguments[0], int(arguments[1]))
     elif role == "drain":
         handler = Drain(url, arguments[0], int(arguments[1]), int(arguments[2]))
+    elif role == "fill":
+        handler = Fill(url, arguments[0], int(arguments[1]))
+    elif role == "ordered":
+        handler = Ordered(url, arguments[0], int(arguments[1]), int(arguments[2]))
     elif role == "select":
         handler = Select(url, arguments[0], arguments[1], int(arguments[2]))
     else:
