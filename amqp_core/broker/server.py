@@ -8,6 +8,11 @@ Addressing:
 - a dynamic receiver gets a queue with a generated address, deleted on detach;
 - a sender with no target (ANONYMOUS-RELAY) routes each message by its `address`.
 
+Messages are kept and forwarded as the bytes they came as. The broker reads the
+sections before the body (header and properties: routing, priority, expiry, selectors)
+and never the body, which it neither decodes nor checks: a body that is not valid AMQP
+is its consumer's to reject.
+
 Outcomes from consumers: accepted removes the message; released puts it back in its
 place; modified counts a failed delivery (delivery-failed) and, with
 undeliverable-here, never offers it to that link again; rejected moves it to the
@@ -507,7 +512,9 @@ class Broker(MessagingHandler):
         self._credit_used(link)
         message = Message()
         try:
-            message.decode(encoded)
+            # What routing reads (header, properties) and no more: a body of 50 MB is
+            # forwarded as it came, never decoded in one long step of the event loop.
+            message.decode(encoded, body=False)
         except DecodeError as error:
             condition = Condition("amqp:decode-error", f"not an AMQP message: {error}")
             self._settle_transfer(delivery, Delivery.REJECTED, condition)
