@@ -59,7 +59,7 @@ def call() -> Iterator[Call]:
         lifespan = app.router.lifespan_context(app)
         runner.run(lifespan.__aenter__())
         client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://gateway", timeout=10
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost", timeout=10
         )
         try:
             yield lambda request: runner.run(request(client))
