@@ -130,6 +130,19 @@ def sse(
         yield EventReader(response)
 
 
+def sse_status(
+    gateway: GatewayServer, address: str, headers: dict[str, str] | None = None, **query: Any
+) -> int:
+    """The status of a GET /streams as SSE, without reading a stream that would not end."""
+    with gateway.http.stream(
+        "GET",
+        f"/streams/{quote(address, safe='')}",
+        params=query,
+        headers={"Accept": "text/event-stream", **(headers or {})},
+    ) as response:
+        return response.status_code
+
+
 def ticket(gateway: GatewayServer, headers: dict[str, str]) -> str:
     answer = gateway.http.post("/auth/tickets", headers=headers)
     assert answer.status_code == 201, answer.text

@@ -253,13 +253,17 @@ def test_claims_are_checked(gateway: GatewayServer, overrides: dict[str, Any], w
     assert words in _refused(gateway, token(**overrides))["detail"]
 
 
-def test_forged_and_malformed_tokens_are_401(gateway: GatewayServer, file_gateway: GatewayServer) -> None:
+def test_forged_and_malformed_tokens_are_401(
+    gateway: GatewayServer, file_gateway: GatewayServer
+) -> None:
     before = refusals(gateway).get("invalid-token", 0)
     good = token()
     header, payload, signature = good.split(".")
-    grant_all = base64.urlsafe_b64encode(
-        json.dumps(claims(scope="send:* receive:*")).encode()
-    ).rstrip(b"=").decode()
+    grant_all = (
+        base64.urlsafe_b64encode(json.dumps(claims(scope="send:* receive:*")).encode())
+        .rstrip(b"=")
+        .decode()
+    )
     _refused(gateway, f"{header}.{grant_all}.{signature}")  # payload changed
     _refused(gateway, "not a token")
     _refused(gateway, token(RSAKey.generate_key(2048, parameters={"kid": "rsa-1"})))  # wrong key
@@ -285,8 +289,10 @@ def test_unknown_key_ids_fetch_the_jwks_at_most_once_per_min_refresh(
     fetched = jwks.fetches
     for n in range(40):
         made_up = RSAKey.generate_key(2048, parameters={"kid": f"made-up-{n}"}) if n < 2 else None
-        value = token(made_up) if made_up is not None else hand_made(
-            {"alg": "RS256", "kid": f"made-up-{n}"}, claims(), b"x"
+        value = (
+            token(made_up)
+            if made_up is not None
+            else hand_made({"alg": "RS256", "kid": f"made-up-{n}"}, claims(), b"x")
         )
         _refused(gateway, value)
     assert jwks.fetches == fetched + 1, "a flood of unknown kids must fetch the JWKS once"
