@@ -10,6 +10,11 @@
   /messages and /streams, which take messages. Otherwise a page on any site could
   POST text/plain to ``localhost`` (a "simple" request, sent without a preflight), open
   a WebSocket and read it, or take a queue's messages with ``EventSource`` (403).
+- A browser sends no ``Origin`` with a GET it makes in "no-cors" mode (``<img src>``,
+  ``fetch(url, {mode: "no-cors"})``), which would still take messages by long-poll; it
+  does send ``Sec-Fetch-Site`` (Fetch Metadata, in every current browser), so a request
+  to those paths without ``Origin`` whose ``Sec-Fetch-Site`` says another site (or
+  another port of this one: "same-site") is refused too (403).
 
 Starlette's TrustedHostMiddleware checks ``Host`` alone, answers in plain text and
 counts nothing; this middleware answers problem+json like every other error, counts
@@ -56,21 +61,28 @@ class HostAndOriginGuard:
         # Handed on, not awaited here: an open WebSocket would hold this frame.
         if scope["type"] not in ("http", "websocket"):
             return self.app(scope, receive, send)
-        host = origin = None
+        host = origin = fetch_site = None
         for name, value in scope["headers"]:
             if name == b"host":
                 host = value.decode("latin-1")
             elif name == b"origin":
                 origin = value.decode("latin-1")
+            elif name == b"sec-fetch-site":
+                fetch_site = value
         if not self.any_host and _host_name(host) not in self.hosts:
             self.count_refusal("host")
             detail = f"the Host {(host or '')[:100]!r} is not served here (--allowed-hosts)"
             return _refuse(scope, send, 400, "Host not allowed", detail)
-        if origin is not None and self._guarded(scope) and not self._allowed(origin, host):
+        if origin is not None:
+            foreign = not self._allowed(origin, host)
+        else:
+            foreign = fetch_site in (b"cross-site", b"same-site")
+            origin = "another site"
+        if foreign and self._guarded(scope):
             self.count_refusal("origin")
             detail = (
-                f"requests from the origin {origin[:100]!r} are refused: only the "
-                "gateway's own pages and --cors-origins may change anything"
+                f"requests from {origin[:100]!r} are refused: only the gateway's own "
+                "pages and --cors-origins may change anything"
             )
             return _refuse(scope, send, 403, "Origin not allowed", detail)
         return self.app(scope, receive, send)

@@ -19,6 +19,9 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,13 +45,16 @@ from auth_fixtures import (
 )
 from gateway_fixtures import (
     CALL_TIMEOUT,
+    HOST,
     GatewayServer,
     Program,
     assert_problem,
+    child_env,
     example,
     proton_connection,
     unique,
 )
+from processes import free_port
 
 #: The keys of the module's gateway, made at test time.
 FULL = new_key()  # may do everything
@@ -509,8 +515,14 @@ def test_a_foreign_origin_changes_nothing(gateway: GatewayServer) -> None:
     assert_problem(answer, 403)
     with pytest.raises(Exception, match="403"), websocket(gateway, address, foreign):
         pass
+    # A browser's no-cors GET (an <img src>, say) has no Origin, but says where it
+    # comes from in Sec-Fetch-Site: another site, or another port of this one.
+    for site in ("cross-site", "same-site"):
+        no_cors = {"Sec-Fetch-Site": site, **key(FULL)}
+        answer = gateway.http.get(f"/messages/{address}", params={"timeout": 0}, headers=no_cors)
+        assert_problem(answer, 403)
     # The message is still there for the gateway's own page (same origin).
-    own = {"Origin": gateway.url, **key(FULL)}
+    own = {"Origin": gateway.url, "Sec-Fetch-Site": "same-origin", **key(FULL)}
     taken = gateway.http.get(f"/messages/{address}", params={"timeout": 5}, headers=own)
     assert taken.status_code == 200, taken.text
     assert taken.json()["messages"][0]["body"] == {"n": 1}
@@ -536,3 +548,66 @@ def test_allowed_hosts_replace_the_loopback_names(tmp_path: Path) -> None:
 def test_the_gateway_answers_the_loopback_names_by_default(gateway: GatewayServer) -> None:
     with httpx.Client(base_url=f"http://localhost:{gateway.http_port}", trust_env=False) as http:
         assert http.get("/healthz").status_code == 200
+
+
+# -- safe by default ----------------------------------------------------------------------
+
+
+def _start(*flags: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "gateway", "--amqp-listen", f"{HOST}:{free_port()}", *flags]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=60, env=child_env(), check=False
+    )
+
+
+def test_another_address_than_loopback_without_authentication_does_not_start() -> None:
+    port = free_port()
+    done = _start("--http", f"0.0.0.0:{port}")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "--insecure" in lines[0] and "0.0.0.0" in lines[0] and "--api-keys" in lines[0]
+    with pytest.raises(OSError):
+        socket.create_connection((HOST, port), timeout=1).close()
+
+
+def _everywhere(server: GatewayServer) -> GatewayServer:
+    """`server` listening on every address rather than loopback (reached on loopback)."""
+    flag = server.command.index("--http")
+    server.command[flag + 1] = f"0.0.0.0:{server.http_port}"
+    return server
+
+
+def test_insecure_serves_another_address_with_a_warning(tmp_path: Path) -> None:
+    with _everywhere(GatewayServer(tmp_path, "--insecure")) as server:
+        assert server.post(unique("open"), {}).status_code == 201
+        assert "--insecure: serving 0.0.0.0" in server.log_tail(100)
+
+
+def test_another_address_with_api_keys_needs_no_insecure(tmp_path: Path) -> None:
+    keys = write_keys(tmp_path / "keys.json", GRANTS)
+    with _everywhere(GatewayServer(tmp_path, "--api-keys", str(keys))) as server:
+        assert_problem(server.post(unique("orders/x"), {}), 401)
+        assert server.post(unique("orders/x"), {}, headers=key(ORDERS)).status_code == 201
+        assert "--insecure" not in server.log_tail(100)
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("not json", ["is not JSON"]),
+        ('{"my-secret-key": {"send": ["*"]}}', ["entry 1", "sha256:<64 hex digits>"]),
+        ('{"sha256:' + "0" * 64 + '": {"send": ["a*b"]}}', ["key:00000000", "'a*b'"]),
+        ('{"sha256:' + "0" * 64 + '": {"publish": ["a"]}}', ["unknown action 'publish'"]),
+    ],
+    ids=["not-json", "plain-key", "bad-pattern", "bad-action"],
+)
+def test_a_bad_key_file_does_not_start(tmp_path: Path, content: str, words: list[str]) -> None:
+    keys = tmp_path / "keys.json"
+    keys.write_text(content)
+    done = _start("--http", f"{HOST}:{free_port()}", "--api-keys", str(keys))
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert str(keys) in lines[0]
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert "my-secret-key" not in lines[0], "a key is never repeated in a message"
