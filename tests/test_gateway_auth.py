@@ -611,3 +611,32 @@ def test_a_bad_key_file_does_not_start(tmp_path: Path, content: str, words: list
     for word in words:
         assert word in lines[0], lines[0]
     assert "my-secret-key" not in lines[0], "a key is never repeated in a message"
+
+
+# -- tickets, in the process --------------------------------------------------------------
+
+
+def test_a_ticket_expires_with_its_lifetime_or_its_credential() -> None:
+    """gateway.auth.Tickets, handed the time: 30 s at most, less when the credential
+    (a token) ends sooner; the oldest are forgotten beyond the limit."""
+    from amqp_core.grants import Credential, Grants
+    from gateway.auth import TICKET_LIFETIME, Tickets
+
+    credential = Credential("key:1", "api-key", Grants({}))
+    tickets = Tickets(limit=3)
+    first, lifetime = tickets.issue(credential, now=1000.0)
+    assert lifetime == TICKET_LIFETIME == 30.0
+    assert tickets.redeem(first, now=1000.0 + TICKET_LIFETIME) is None  # expired
+    second, _ = tickets.issue(credential, now=1000.0)
+    assert tickets.redeem(second, now=1029.0) == credential
+    assert tickets.redeem(second, now=1029.0) is None  # used
+
+    token = Credential("jwt:x", "jwt", Grants({}), expires=1005.0)
+    short, lifetime = tickets.issue(token, now=1000.0)
+    assert lifetime == 5.0
+    assert tickets.redeem(short, now=1006.0) is None
+
+    issued = [tickets.issue(credential, now=2000.0 + n)[0] for n in range(4)]
+    assert len(tickets) == 3
+    assert tickets.redeem(issued[0], now=2004.0) is None  # forgotten: the oldest
+    assert tickets.redeem(issued[3], now=2004.0) == credential
