@@ -317,7 +317,7 @@ async def sse_stream(
     selector: SelectorQuery = None,
     browse: BrowseQuery = False,
     credit: CreditQuery = None,
-    ticket: TicketQuery = None,
+    ticket: TicketQuery = None,  # for the OpenAPI document: `Auth.authenticate` reads it
 ) -> StreamingResponse:
     """Messages are accepted as they are written out (auto-ack). Each event's id is the
     message's stream id; comments keep idle connections open. For acknowledgements, use
