@@ -57,7 +57,10 @@ class InvalidToken(Exception):
 
     def __init__(self, description: str, reason: str = "invalid-token") -> None:
         super().__init__(description)
-        self.description = description.replace('"', "'")
+        # It goes in a header: printable ASCII only, and no quote to end the value early.
+        printable = description.encode("ascii", "backslashreplace").decode("ascii")
+        self.description = "".join(c if " " <= c <= "~" else "?" for c in printable)
+        self.description = self.description.replace('"', "'")
         self.reason = reason
 
 

@@ -276,7 +276,9 @@ def test_forged_and_malformed_tokens_are_401(
     _refused(file_gateway, confused)
     # An ES256 header on a token from the RSA key's kid.
     _refused(gateway, hand_made({"alg": "ES256", "kid": "rsa-1"}, claims(), b"x"))
-    assert refusals(gateway)["invalid-token"] == before + 6
+    # A key id that HTTP could not carry back in WWW-Authenticate as it is.
+    _refused(gateway, hand_made({"alg": "RS256", "kid": 'é🙂"\r\n'}, claims(), b"x"))
+    assert refusals(gateway)["invalid-token"] == before + 7
 
 
 # -- the JWKS URL -------------------------------------------------------------------------
