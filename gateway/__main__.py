@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -29,6 +31,7 @@ from amqp_core.cli import (
 )
 from gateway.amqp import EmbeddedBrokerError
 from gateway.app import create_app
+from gateway.auth import AuthConfigError
 from gateway.logs import configure_logging
 from gateway.serving import uvicorn_config
 from gateway.settings import Settings, split_host_port
@@ -36,13 +39,16 @@ from gateway.state import Gateway
 
 PROGRAM = "amqp-gateway"
 
+log = logging.getLogger("gateway")
+
 #: The gateway's own exit code; the others are amqp_core.cli's.
 EXIT_BROKER_FAILED = 5
 
 EXIT_CODES = f"""\
 exit codes:
   0  stopped (SIGTERM or Ctrl-C)
-  {EXIT_BAD_OPTION}  a flag or GATEWAY_* variable is unknown or has a bad value
+  {EXIT_BAD_OPTION}  a flag or GATEWAY_* variable is unknown or has a bad value, a key file
+     or token setting is unusable, or --http is not loopback and there is no authentication
   {EXIT_CANNOT_LISTEN}  cannot listen on --http or --amqp-listen (in use, not allowed, not local)
   {EXIT_DATA_DIR}  --data-dir is used by another broker or gateway, or cannot be used
   {EXIT_BROKER_FAILED}  the embedded broker failed to start for another reason
@@ -102,10 +108,48 @@ def _cannot_listen(address: str, error: OSError) -> StartupFailure:
     )
 
 
+def require_authentication(settings: Settings) -> None:
+    """StartupFailure unless clients must authenticate, --http is loopback (only this
+    machine can connect), or --insecure says to serve anyone."""
+    if settings.authentication or settings.loopback:
+        return
+    if not settings.insecure:
+        raise StartupFailure(
+            EXIT_BAD_OPTION,
+            f"--http {settings.http} is not a loopback address and no authentication is "
+            "configured: give --api-keys FILE or --jwt-jwks/--jwt-secret-file, or pass "
+            "--insecure to serve anyone who can connect",
+        )
+    log.warning(
+        "--insecure: serving %s without authentication: anyone who can connect may send, "
+        "receive and call anything",
+        settings.http,
+    )
+
+
+def reload_on_sighup(gateway: Gateway) -> None:
+    """Re-read the API keys (and a JWKS file) on SIGHUP, without dropping connections."""
+    settings = gateway.settings
+    if settings.api_keys is None and settings.jwt_jwks is None:
+        return
+    loop = asyncio.get_running_loop()
+    reloading: set[asyncio.Task[None]] = set()
+
+    def reload() -> None:
+        log.info("SIGHUP: reading the keys again")
+        task = loop.create_task(gateway.auth.reload())
+        reloading.add(task)
+        task.add_done_callback(reloading.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+
+
 async def serve(gateway: Gateway, config: uvicorn.Config, http_socket: socket.socket) -> None:
     """Start the gateway (its broker first), then serve HTTP until SIGTERM or Ctrl-C."""
     try:
         await gateway.start()
+    except AuthConfigError as error:
+        raise StartupFailure(EXIT_BAD_OPTION, str(error)) from None
     except EmbeddedBrokerError as error:
         cause = error.__cause__
         if isinstance(cause, StoreError):
@@ -116,6 +160,7 @@ async def serve(gateway: Gateway, config: uvicorn.Config, http_socket: socket.so
             ) from None
         code = EXIT_CANNOT_LISTEN if isinstance(cause, OSError) else EXIT_BROKER_FAILED
         raise StartupFailure(code, str(error)) from None
+    reload_on_sighup(gateway)
     await uvicorn.Server(config).serve(sockets=[http_socket])
 
 
@@ -126,6 +171,7 @@ def main(arguments: Sequence[str] | None = None) -> None:
 def _serve_from(arguments: Sequence[str] | None) -> None:
     settings = read_settings(arguments)
     configure_logging(settings.log_level, settings.log_format)
+    require_authentication(settings)
     app = create_app(settings)
     config = uvicorn_config(app, settings)
     http_socket = listen(settings.http)

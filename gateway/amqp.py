@@ -61,6 +61,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import secrets
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -386,6 +387,10 @@ class _SenderCache:
 
 # -- replies ------------------------------------------------------------------------------
 
+#: Reply addresses of earlier connections still refused to clients (a dynamic one is
+#: new at each reconnect).
+REMEMBERED_REPLY_ADDRESSES = 64
+
 
 class _ReplyRouter:
     """One reply receiver for every request of the gateway; each reply goes to the
@@ -402,8 +407,9 @@ class _ReplyRouter:
         self.address: str | None = None
         self.dynamic = False
         self._pending: dict[str, asyncio.Future[Message]] = {}
-        self._id_prefix = uuid.uuid4().hex[:12]
-        self._counter = itertools.count(1)
+        #: Every address replies came to lately, the current one last: a late reply to
+        #: one used before a reconnect must not be read by a client either.
+        self.used_addresses: OrderedDict[str, None] = OrderedDict({self.fallback_address: None})
         self._closing = False
 
     @property
@@ -421,7 +427,20 @@ class _ReplyRouter:
             self._routing = asyncio.get_running_loop().create_task(self._route(receiver))
             self.address = receiver.address
             assert self.address is not None
+            self.used_addresses[self.address] = None
+            self.used_addresses.move_to_end(self.address)
+            while len(self.used_addresses) > REMEMBERED_REPLY_ADDRESSES:
+                self.used_addresses.popitem(last=False)
             return self.address
+
+    def is_own(self, address: str) -> bool:
+        """Whether `address` is (or names, as RabbitMQ's /queue/NAME and /amq/queue/NAME
+        do) one of the gateway's reply addresses."""
+        used = self.used_addresses
+        if address in used:
+            return True
+        _, slash, name = address.rpartition("/")
+        return bool(slash) and name in used
 
     async def _attach(self, connection: AsyncConnection) -> AsyncReceiver:
         config = self._config
@@ -471,8 +490,10 @@ class _ReplyRouter:
             raise BrokerUnavailable(f"lost the connection to the broker: {error}") from None
 
     def expect(self) -> tuple[str, asyncio.Future[Message]]:
-        """A fresh correlation id and the future its reply will complete."""
-        correlation_id = f"{self._id_prefix}-{next(self._counter)}"
+        """A fresh correlation id and the future its reply will complete. It is 128
+        random bits: whoever sees one request's id cannot tell the next, and cannot
+        forge a reply to it."""
+        correlation_id = secrets.token_hex(16)
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
         return correlation_id, future
@@ -839,6 +860,11 @@ class AmqpClient:
     def reply_address(self) -> str | None:
         """Where replies to requests come to, once the reply receiver is attached."""
         return self._replies.address
+
+    def is_reply_address(self, address: str) -> bool:
+        """Whether `address` reaches where this gateway receives replies (now, before a
+        reconnect, or the named queue it falls back to): no client may use it."""
+        return self._replies.is_own(address)
 
     @property
     def reply_address_is_dynamic(self) -> bool:

@@ -14,8 +14,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.auth import SECURITY_SCHEMES
+from gateway.origins import LOOPBACK_HOSTS, HostAndOriginGuard
 from gateway.problems import PROBLEM_JSON, declare_problems, install_problem_handlers
-from gateway.routes import messages, ops, requests, streams
+from gateway.routes import messages, ops, requests, streams, tickets
 from gateway.settings import Settings
 from gateway.state import Gateway
 
@@ -29,6 +31,11 @@ HTTP, WebSocket and Server-Sent Events in front of an AMQP 1.0 broker.
   (protocols in the README: OpenAPI cannot describe them).
 - `GET /messages/{address}?count=N&timeout=S` takes messages by long-poll.
 - `POST /requests/{address}` calls a request/response service and answers its reply.
+- `POST /auth/tickets` gives a browser a single-use ticket to open a stream with.
+
+With authentication on, clients send an API key in `X-API-Key` or a bearer token in
+`Authorization` (a stream may use `?ticket=` instead); 401 without a valid one, 403 for
+an address outside its grants.
 
 Errors are RFC 9457 problem details (`application/problem+json`).
 """
@@ -62,12 +69,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = declare_problems(describe())
+            document = declare_problems(describe())
+            document["components"]["securitySchemes"] = SECURITY_SCHEMES
+            app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.router.routes.extend([*messages.served_routes, *streams.served_routes])
-    for module in (messages, streams, requests, ops):
+    for module in (messages, streams, requests, tickets, ops):
         app.include_router(module.router)
 
     console = files("gateway").joinpath("static/index.html").read_text(encoding="utf-8")
@@ -84,6 +93,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["*"],
         )
+    allowed_hosts = settings.allowed_hosts or (list(LOOPBACK_HOSTS) if settings.loopback else [])
+    app.add_middleware(
+        HostAndOriginGuard,
+        allowed_hosts=allowed_hosts,
+        allowed_origins=settings.cors_origins,
+        count_refusal=state.auth.count_refusal,
+    )
     app.add_middleware(
         RequestLimits,
         max_body=settings.max_body,

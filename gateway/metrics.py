@@ -59,6 +59,15 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.auth_refusals = Counter(
+            "gateway_auth_refusals",
+            "Requests and streams refused or closed for want of credentials or grants, by "
+            "reason: missing, unknown-key, invalid-token, expired-token, bad-ticket, "
+            "unsupported-scheme (401); not-granted, reply-address, origin (403); host "
+            "(400); revoked (a stream closed by a reload of the keys)",
+            ["reason"],
+            registry=self.registry,
+        )
         self._by_labels: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.amqp_connected = Gauge(
             "gateway_amqp_connected",

@@ -201,7 +201,9 @@ def amqp_problem(error: GatewayAmqpError) -> ProblemError:
 
 _TITLES = {
     400: "Bad request",
-    403: "Forbidden",
+    401: "No valid credentials (with authentication on): see WWW-Authenticate",
+    403: "Forbidden: the address is outside the credential's grants, the request came "
+    "from a foreign Origin, or the broker refused it",
     404: "Not found",
     406: "Not acceptable",
     409: "Conflict",

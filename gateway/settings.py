@@ -4,6 +4,7 @@ order of precedence."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -144,6 +145,48 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed by CORS (none by default; * for any)"
     )
+    insecure: bool = Field(
+        False,
+        description="serve without authentication on an address other than loopback "
+        "(refused otherwise: give --api-keys or --jwt-* instead)",
+    )
+    api_keys: Path | None = Field(
+        None,
+        description="JSON file of API keys, as hashes, and their grants (re-read on "
+        "SIGHUP); clients send a key in X-API-Key",
+    )
+    jwt_secret_file: Path | None = Field(
+        None, description="file holding the secret that HS256 bearer tokens are signed with"
+    )
+    jwt_jwks: str | None = Field(
+        None,
+        description="JWKS file or http(s) URL of the keys that RS256 and ES256 bearer "
+        "tokens are signed with (a URL is cached, and fetched again for an unknown key id)",
+    )
+    jwt_issuer: str | None = Field(None, description="the iss a bearer token must carry")
+    jwt_audience: str | None = Field(None, description="the aud a bearer token must carry")
+    jwt_grants_claim: str = Field(
+        "scope",
+        description="the claim (a dotted path) holding a token's grants: an object "
+        '{"send": [...], ...}, or scopes such as "send:orders/*"',
+    )
+    jwt_leeway: float = Field(
+        10.0, ge=0, le=300, description="seconds of clock skew allowed on exp and nbf"
+    )
+    jwks_min_refresh: float = Field(
+        30.0,
+        gt=0,
+        description="fewest seconds between two fetches of the JWKS URL prompted by "
+        "unknown key ids",
+    )
+    protect_metrics: bool = Field(
+        False, description="/metrics asks for credentials too (with authentication on)"
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header values served, e.g. '[\"gw.example\"]' (default: the "
+        "loopback names on a loopback --http, else any)",
+    )
     log_level: str = Field("info", description="critical, error, warning, info or debug")
     log_format: str = Field("json", description="json (one object per line) or text")
 
@@ -181,3 +224,22 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("amqp://", "amqps://")):
             raise ValueError("an amqp:// or amqps:// URL")
         return value
+
+    @property
+    def authentication(self) -> bool:
+        """Whether clients must present credentials."""
+        return bool(self.api_keys or self.jwt_secret_file or self.jwt_jwks)
+
+    @property
+    def loopback(self) -> bool:
+        """Whether --http names a loopback address (only this machine can connect)."""
+        return is_loopback(split_host_port(self.http, 0)[0])
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # another name: it may resolve to anything

@@ -1,6 +1,6 @@
 """What one gateway app holds while it runs: its settings, its AMQP client (and the
-embedded broker when no --amqp-url is given), its metrics and its Idempotency-Key
-cache. Routes get it as a dependency, never as a global."""
+embedded broker when no --amqp-url is given), its authentication, its metrics and its
+Idempotency-Key cache. Routes get it as a dependency, never as a global."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from amqp_core import Message
 from amqp_core.aio import Outcome
 from amqp_core.broker.server import BrokerConfig
 from gateway.amqp import AmqpClient, AmqpClientConfig, EmbeddedBroker
+from gateway.auth import Auth
 from gateway.idempotency import IdempotencyCache
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -35,12 +36,18 @@ class Gateway:
         self.idempotency: IdempotencyCache[Any] = IdempotencyCache(
             settings.idempotency_window, settings.idempotency_keys
         )
+        # The client is replaced at start: ask whichever is current.
+        self.auth = Auth(
+            settings, self.metrics, lambda address: self.amqp.is_reply_address(address)
+        )
         self.started = False
 
     async def start(self) -> None:
-        """Start the embedded broker (unless --amqp-url) and the AMQP client;
+        """Read the credentials, start the embedded broker (unless --amqp-url) and the
+        AMQP client; AuthConfigError if a key file or token setting is unusable,
         EmbeddedBrokerError if the broker cannot listen or open its store."""
         settings = self.settings
+        await self.auth.start()
         if settings.amqp_url is None:
             self.broker = EmbeddedBroker(
                 BrokerConfig(

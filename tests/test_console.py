@@ -6,6 +6,11 @@ The browser is Debian's `chromium` (/usr/bin/chromium), driven by Playwright's P
 package with its own browser download never used (no `playwright install`). CI installs
 both (.ci/run); when either is missing this test fails, it does not skip.
 
+With authentication on, the console takes a key, keeps it in sessionStorage, and opens
+its WebSocket with a ticket; EventSource streams with a ticket too. A page of another
+site (another origin) can neither post to a gateway on loopback nor take or read its
+messages.
+
 The gateway runs for real: `python -m gateway` in a subprocess, with its embedded broker,
 on free ports, stopped by its PID (tests/gateway_fixtures.py).
 """
@@ -14,16 +19,20 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import json
 import os
+import secrets
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from gateway_fixtures import GatewayServer
 
-from amqp_core import Delivery, Message
+from amqp_core import Delivery, Message, Timeout
 from amqp_core.utils import BlockingConnection
 
 #: Debian's Chromium; Playwright's own browser builds are never downloaded.
@@ -229,3 +238,220 @@ def test_a_browser_takes_a_body_in_binary_frames(
     assert taken["frame"]["body_size"] == len(body)
     assert taken["frames"] == 3
     assert taken["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+# -- with authentication on ---------------------------------------------------------------
+
+
+def _key_file(folder: Path, key: str) -> Path:
+    """An API key file granting `key` the console-auth/ addresses (stored as its hash)."""
+    entry = {"name": "console", "send": ["console-auth/*"], "receive": ["console-auth/*"]}
+    path = folder / "keys.json"
+    path.write_text(json.dumps({"sha256:" + hashlib.sha256(key.encode()).hexdigest(): entry}))
+    return path
+
+
+def _browser(playwright: Any, folder: Path) -> Any:
+    context = playwright.chromium.launch_persistent_context(
+        str(folder / "chromium-profile"),
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_FLAGS,
+        timeout=BROWSER_TIMEOUT_MS,
+    )
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
+    return context
+
+
+def test_the_console_works_with_authentication_on(tmp_path: Path) -> None:
+    """Without a key the page says 401; with one (typed in, kept in sessionStorage only)
+    it publishes and watches, its WebSocket opened with a ticket, never the key."""
+    sync_playwright = _playwright()
+    from playwright.sync_api import expect
+
+    key = secrets.token_urlsafe(32)
+    address = f"console-auth/{uuid.uuid4().hex[:12]}"
+    sockets: list[str] = []
+    with (
+        GatewayServer(tmp_path, "--api-keys", str(_key_file(tmp_path, key))) as gateway,
+        sync_playwright() as playwright,
+    ):
+        context = _browser(playwright, tmp_path)
+        try:
+            expect.set_options(timeout=BROWSER_TIMEOUT_MS)
+            page = context.new_page()
+            page.on("websocket", lambda socket: sockets.append(socket.url))
+            assert page.goto(gateway.url + "/") is not None
+            page.fill("#address", address)
+
+            page.click("#publish")
+            expect(page.locator("#publish-result")).to_contain_text("401 Unauthorized")
+            page.click("#watch")
+            expect(page.locator("#stream-status")).to_have_text("4401 Unauthorized")
+
+            page.fill("#credential", key)
+            page.locator("#credential").dispatch_event("change")
+            page.click("#watch")
+            expect(page.locator("#stream-status")).to_have_text(f"watching {address}")
+            page.fill("#body", '{"from": "page"}')
+            page.click("#publish")
+            expect(page.locator("#publish-result")).to_have_text("201 accepted")
+            expect(page.locator("#messages li", has_text='"from":"page"')).to_have_count(1)
+
+            # An address outside the key's grant.
+            page.fill("#address", "elsewhere")
+            page.click("#publish")
+            expect(page.locator("#publish-result")).to_contain_text("403 Forbidden")
+            page.click("#watch")
+            expect(page.locator("#stream-status")).to_have_text("4403 Forbidden")
+
+            stored = page.evaluate(
+                "() => [sessionStorage.getItem('amqp-gateway-credential'),"
+                " localStorage.length, document.cookie]"
+            )
+            assert stored == [key, 0, ""], stored
+            # A reload of the tab keeps it (sessionStorage), a new tab does not have it.
+            page.reload()
+            assert page.input_value("#credential") == key
+            other = context.new_page()
+            other.goto(gateway.url + "/")
+            assert other.evaluate("() => sessionStorage.length") == 0
+        except BaseException:
+            print(f"gateway log (last lines):\n{gateway.log_tail()}")
+            raise
+        finally:
+            context.close()
+    assert len(sockets) == 3, sockets
+    assert all(key not in url for url in sockets), sockets
+    assert "ticket=" not in sockets[0] and all("ticket=" in url for url in sockets[1:]), sockets
+
+
+#: Run in the page: ask for a ticket with the key in a header, then stream with
+#: EventSource (which cannot send headers) and answer the first message's data; or, with
+#: no key, answer how EventSource ended.
+EVENT_SOURCE = """
+async ([base, address, key]) => {
+  let query = "";
+  if (key) {
+    const headers = {"X-API-Key": key};
+    const answer = await fetch(base + "/auth/tickets", {method: "POST", headers});
+    query = "?ticket=" + encodeURIComponent((await answer.json()).ticket);
+  }
+  const source = new EventSource(base + "/streams/" + encodeURIComponent(address) + query);
+  return await new Promise((resolve) => {
+    source.addEventListener("message", (event) => {
+      source.close();
+      resolve(JSON.parse(event.data));
+    });
+    source.onerror = () => { source.close(); resolve({failed: source.readyState}); };
+  });
+}
+"""
+
+
+def test_a_browser_event_source_streams_with_a_ticket(tmp_path: Path) -> None:
+    sync_playwright = _playwright()
+    key = secrets.token_urlsafe(32)
+    address = f"console-auth/{uuid.uuid4().hex[:12]}"
+    with (
+        GatewayServer(tmp_path, "--api-keys", str(_key_file(tmp_path, key))) as gateway,
+        sync_playwright() as playwright,
+    ):
+        answer = gateway.post(address, {"n": 1}, headers={"X-API-Key": key})
+        assert answer.status_code == 201, answer.text
+        context = _browser(playwright, tmp_path)
+        try:
+            page = context.new_page()
+            assert page.goto(gateway.url + "/") is not None
+            refused = page.evaluate(EVENT_SOURCE, [gateway.url, address, None])
+            streamed = page.evaluate(EVENT_SOURCE, [gateway.url, address, key])
+        finally:
+            context.close()
+    assert refused == {"failed": 2}, refused  # EventSource.CLOSED: the 401 ended it
+    assert streamed["body"] == {"n": 1}, streamed
+
+
+#: A page of another site: it POSTs text/plain to the gateway (a "simple" request,
+#: sent without a preflight), takes by long-poll, and opens a WebSocket; it answers how
+#: many frames the WebSocket brought.
+ATTACK = """
+async ([base, address]) => {
+  const path = "/messages/" + encodeURIComponent(address);
+  await fetch(base + path, {method: "POST", mode: "no-cors",
+                            headers: {"Content-Type": "text/plain"}, body: "from evil"});
+  await fetch(base + path + "?timeout=1", {mode: "no-cors"});
+  const frames = await new Promise((resolve) => {
+    let count = 0;
+    const url = base.replace("http", "ws") + "/streams/" + encodeURIComponent(address);
+    const socket = new WebSocket(url);
+    socket.onmessage = () => { count += 1; };
+    socket.onclose = () => resolve(count);
+    setTimeout(() => { socket.close(); resolve(count); }, 3000);
+  });
+  return frames;
+}
+"""
+
+
+def test_a_page_of_another_site_cannot_post_take_or_stream(
+    running_gateway: GatewayServer, tmp_path: Path
+) -> None:
+    """The gateway runs without authentication on loopback (the default); a page served
+    from another origin (another port) attacks it from a real browser: nothing it posts
+    arrives, and it takes and reads nothing."""
+    sync_playwright = _playwright()
+    address = f"console-attack/{uuid.uuid4().hex[:12]}"
+    answer = running_gateway.post(address, {"secret": 1})
+    assert answer.status_code == 201, answer.text
+    page_server = ThreadingHTTPServer(("127.0.0.1", 0), _EvilPage)
+    thread = threading.Thread(target=page_server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with sync_playwright() as playwright:
+            context = _browser(playwright, tmp_path)
+            try:
+                page = context.new_page()
+                assert page.goto(f"http://127.0.0.1:{page_server.server_address[1]}/") is not None
+                frames = page.evaluate(ATTACK, [running_gateway.url, address])
+            finally:
+                context.close()
+    finally:
+        page_server.shutdown()
+        page_server.server_close()
+        thread.join(timeout=10)
+    assert frames == 0
+    with concurrent.futures.ThreadPoolExecutor(1) as worker:
+        left = worker.submit(_take_all, address, running_gateway.amqp).result(timeout=60)
+    assert left == [{"secret": 1}], "the page posted or took something"
+    refused = running_gateway.metrics().get('gateway_auth_refusals_total{reason="origin"}')
+    assert refused == 3, refused
+
+
+class _EvilPage(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        body = b"<!doctype html><title>another site</title>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _take_all(address: str, node: str) -> list[Any]:
+    """Every message at `address`, taken with amqp_core's BlockingConnection (in a worker
+    thread, as `_send_with_amqp`)."""
+    connection = BlockingConnection(node, timeout=AMQP_TIMEOUT)
+    try:
+        receiver = connection.create_receiver(address, credit=10)
+        bodies = []
+        while True:
+            try:
+                bodies.append(receiver.receive(timeout=1).body)
+            except Timeout:
+                return bodies
+            receiver.accept()
+    finally:
+        connection.close()

@@ -167,7 +167,7 @@ def abandon_long_polls(gateway: GatewayServer, count: int) -> None:
         for index in range(count):
             client = socket.create_connection(("127.0.0.1", gateway.http_port), timeout=10)
             request = f"GET /messages/{unique(f'gone-{index}')}?timeout=30 HTTP/1.1\r\n"
-            client.sendall(f"{request}Host: gateway\r\n\r\n".encode())
+            client.sendall(f"{request}Host: localhost\r\n\r\n".encode())
             sockets.append(client)
         time.sleep(0.5)
     finally:
@@ -289,7 +289,7 @@ def test_a_client_that_stops_answering_pings_loses_its_stream(tmp_path: Path) ->
     with GatewayServer(tmp_path, "--ws-ping-interval", "0.5", "--log-level", "warning") as gateway:
         silent = socket.create_connection(("127.0.0.1", gateway.http_port), timeout=10)
         upgrade = (
-            f"GET /streams/{unique('silent')} HTTP/1.1\r\nHost: gateway\r\n"
+            f"GET /streams/{unique('silent')} HTTP/1.1\r\nHost: localhost\r\n"
             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )

@@ -77,7 +77,7 @@ def test_a_head_over_the_size_limit_is_431_and_closed(gateway: GatewayServer) ->
     padding = "x" * (MAX_HEADER_SIZE + 4096)
     with raw_connection(gateway) as connection:
         connection.sendall(
-            f"POST /messages/{address} HTTP/1.1\r\nHost: gw\r\nX-Padding: {padding}\r\n"
+            f"POST /messages/{address} HTTP/1.1\r\nHost: localhost\r\nX-Padding: {padding}\r\n"
             "Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi".encode()
         )
         answer, _ = read_until_closed(connection, SLACK)
@@ -173,7 +173,7 @@ def test_a_head_sent_a_byte_at_a_time_is_cut_off_at_the_header_timeout(
 ) -> None:
     """Slowloris: each byte comes well within the timeout, but the head as a whole does
     not; the deadline is not pushed back by each byte."""
-    head = b"GET /healthz HTTP/1.1\r\nHost: gw\r\nX-Slow: " + b"s" * 100
+    head = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"s" * 100
     with raw_connection(gateway) as connection:
         started = time.monotonic()
         try:
@@ -195,7 +195,7 @@ def test_an_unfinished_body_is_dropped_after_the_body_timeout(gateway: GatewaySe
     address = unique("halfbody")
     with raw_connection(gateway) as connection:
         connection.sendall(
-            f"POST /messages/{address} HTTP/1.1\r\nHost: gw\r\nContent-Type: text/plain\r\n"
+            f"POST /messages/{address} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n"
             "Content-Length: 100\r\n\r\nonly ten b".encode()
         )
         answer, waited = read_until_closed(connection, BODY_TIMEOUT + SLACK)
@@ -210,7 +210,7 @@ def test_a_slow_body_that_never_pauses_long_is_taken(gateway: GatewayServer) -> 
     body = b"steady"
     with raw_connection(gateway) as connection:
         connection.sendall(
-            f"POST /messages/{address} HTTP/1.1\r\nHost: gw\r\nContent-Type: text/plain\r\n"
+            f"POST /messages/{address} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
         )
         started = time.monotonic()
@@ -226,7 +226,7 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout(
     gateway: GatewayServer,
 ) -> None:
     with raw_connection(gateway) as connection:
-        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         connection.settimeout(SLACK)
         answer = b""
         while not answer.endswith(b'{"status":"ok"}'):

@@ -29,14 +29,15 @@ PROBLEM_SCHEMA = "#/components/schemas/Problem"
 #: condition. A new operation must be added here.
 DECLARED_STATUSES: dict[tuple[str, str], set[int]] = {
     ("POST", "/messages/{address}"): {
-        201, 202, 207, 400, 403, 404, 413, 415, 422, 429, 502, 503, 504,
+        201, 202, 207, 400, 401, 403, 404, 413, 415, 422, 429, 502, 503, 504,
     },
-    ("GET", "/messages/{address}"): {200, 204, 400, 404, 422, 503},
-    ("POST", "/requests/{address}"): {200, 400, 404, 413, 415, 422, 503, 504},
-    ("GET", "/streams/{address}"): {200, 400, 404, 406, 422, 503},
+    ("GET", "/messages/{address}"): {200, 204, 400, 401, 403, 404, 422, 503},
+    ("POST", "/requests/{address}"): {200, 400, 401, 403, 404, 413, 415, 422, 503, 504},
+    ("GET", "/streams/{address}"): {200, 400, 401, 403, 404, 406, 422, 503},
+    ("POST", "/auth/tickets"): {201, 401, 403},
     ("GET", "/healthz"): {200},
     ("GET", "/readyz"): {200, 503},
-    ("GET", "/metrics"): {200},
+    ("GET", "/metrics"): {200, 401},
 }  # fmt: skip
 
 #: Operations that pass the broker's condition on as the status (gateway/problems.py

@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from amqp_core import Message
 from gateway.amqp import GatewayAmqpError, StreamMessage, StreamReceiver
+from gateway.auth import SECURED
 from gateway.idempotency import KeyReused
 from gateway.mapping import (
     MappingError,
@@ -175,11 +176,12 @@ SEND_PARAMETERS = [
     responses={
         202: {"model": SendResult, "description": "Sent at most once (settle=presettled)"},
         207: {"model": BatchResult, "description": "A batch: one result per message"},
-        **problem_responses(*BROKER_STATUSES, 404, 413, 415),
+        **problem_responses(*BROKER_STATUSES, 401, 404, 413, 415),
     },
     openapi_extra={
         "requestBody": {"content": BODY_EXAMPLES, "required": True},
         "parameters": SEND_PARAMETERS,
+        "security": SECURED,
     },
 )
 async def send_message(address: str, request: Request) -> Any:
@@ -190,6 +192,7 @@ async def send_message(address: str, request: Request) -> Any:
         raise ProblemError(400, "Bad settle", "settle is unsettled or presettled")
     idempotency_key = request.headers.get("idempotency-key")
     address = address_of(request, address)
+    await state.auth.authorize(request, "send", address)
     body = await read_body(request)
     if idempotency_key is None:
         return await _deliver(state, address, request, body, settle, None)
@@ -333,8 +336,9 @@ async def _send_batch(
     response_model=PollResult,
     responses={
         204: {"description": "No message arrived in time"},
-        **problem_responses(400, 404, 503),
+        **problem_responses(400, 401, 403, 404, 503),
     },
+    openapi_extra={"security": SECURED},
 )
 async def poll_messages(
     request: Request,
@@ -349,6 +353,7 @@ async def poll_messages(
     what was taken for it goes back to the queue. Use a WebSocket with ack=client to
     acknowledge each message."""
     address = address_of(request, address)
+    await state.auth.authorize(request, "receive", address)
     settings = state.settings
     if count > settings.max_poll_count:
         raise ProblemError(400, "Too many", f"count is at most {settings.max_poll_count}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
@@ -38,8 +38,14 @@ async def readyz(state: GatewayDep) -> Health:
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"},
+        **problem_responses(401),
+    },
 )
-async def metrics(state: GatewayDep) -> Response:
+async def metrics(request: Request, state: GatewayDep) -> Response:
+    """Open to all, unless --protect-metrics: then any valid credential may read it."""
+    if state.settings.protect_metrics:
+        await state.auth.authenticate(request)
     state.metrics.amqp_connected.set(1 if state.amqp.connected else 0)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
+from gateway.auth import SECURED
 from gateway.mapping import (
     http_reply,
     message_from_body,
@@ -29,9 +30,12 @@ router = APIRouter(tags=["requests"])
             "as amqp-* headers, its application properties as amqp-app-* headers",
             "content": {"application/json": {}, "text/plain": {}, "application/octet-stream": {}},
         },
-        **problem_responses(*BROKER_STATUSES, 404, 413, 415),
+        **problem_responses(*BROKER_STATUSES, 401, 404, 413, 415),
     },
-    openapi_extra={"requestBody": {"content": BODY_EXAMPLES, "required": True}},
+    openapi_extra={
+        "requestBody": {"content": BODY_EXAMPLES, "required": True},
+        "security": SECURED,
+    },
 )
 async def call_service(
     address: str,
@@ -45,6 +49,7 @@ async def call_service(
     ] = None,
 ) -> Any:
     address = address_of(request, address)
+    await state.auth.authorize(request, "request", address)
     settings = state.settings
     wait = request_timeout or timeout or settings.request_timeout
     if wait > settings.max_request_timeout:

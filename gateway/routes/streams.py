@@ -28,6 +28,7 @@ from starlette.datastructures import QueryParams
 from starlette.routing import WebSocketRoute
 
 from amqp_core import Message
+from amqp_core.grants import Credential
 from gateway.amqp import (
     OUTCOME_NAMES,
     BrokerUnavailable,
@@ -35,6 +36,7 @@ from gateway.amqp import (
     StreamReceiver,
     UnknownMessageId,
 )
+from gateway.auth import SECURED, AuthRefused
 from gateway.mapping import base64_stream_frame, binary_stream_frame
 from gateway.problems import ProblemError, amqp_problem, problem_responses
 from gateway.routes.messages import address_of
@@ -73,6 +75,10 @@ SelectorQuery = Annotated[
 BrowseQuery = Annotated[bool, Query(description="see copies and leave the messages on the queue")]
 CreditQuery = Annotated[
     int | None, Query(ge=1, description="most messages in flight and not acknowledged")
+]
+TicketQuery = Annotated[
+    str | None,
+    Query(description="a ticket from POST /auth/tickets, for a browser's EventSource"),
 ]
 
 
@@ -129,13 +135,15 @@ def _websocket_options(
 
 async def websocket_stream(websocket: WebSocket) -> None:
     """GET /streams/{address} upgraded to a WebSocket: query options selector, browse,
-    credit, ack (auto or client) and body (json or binary); the protocol is in the README."""
+    credit, ack (auto or client), body (json or binary) and ticket; the protocol is in
+    the README."""
     state = gateway_of(websocket)
     await websocket.accept()
     try:
+        address = address_of(websocket, websocket.path_params["address"])
+        credential = await state.auth.authorize(websocket, "receive", address, tickets=True)
         selector, browse, credit, ack, body = _websocket_options(websocket.query_params)
         window = _credit(state, credit)
-        address = address_of(websocket, websocket.path_params["address"])
         stream = await state.amqp.open_receiver(
             address, selector=selector, browse=browse, credit=window
         )
@@ -156,6 +164,13 @@ async def websocket_stream(websocket: WebSocket) -> None:
 
         sending = asyncio.create_task(_forward(client, stream, state, ack == "auto" or browse))
         sending.add_done_callback(stop_reading)
+        revoked: list[AuthRefused] = []
+
+        def revoke(refusal: AuthRefused) -> None:
+            revoked.append(refusal)
+            sending.cancel()
+
+        watch = state.auth.streams.watch(credential, address, revoke)
         try:
             await _read_acks(client, stream)
         except asyncio.CancelledError:
@@ -167,10 +182,13 @@ async def websocket_stream(websocket: WebSocket) -> None:
             await _close_quietly(websocket, CLOSE_INTERNAL_ERROR)
         finally:
             closing = True
+            state.auth.streams.forget(watch)
             sending.cancel()
             await asyncio.gather(sending, return_exceptions=True)
             failure = None if sending.cancelled() else sending.exception()
-            if isinstance(failure, GatewayAmqpError):
+            if revoked:
+                await _close_with_problem(websocket, revoked[0])
+            elif isinstance(failure, GatewayAmqpError):
                 await _close_with_problem(websocket, failure)
             elif failure is not None and not isinstance(failure, WebSocketDisconnect):
                 log.error("the stream from %r failed", stream.address, exc_info=failure)
@@ -300,7 +318,12 @@ async def _close_with_problem(websocket: WebSocket, error: Exception) -> None:
     """Tell the client what went wrong in a last frame, then close with a matching code."""
     answer = error if isinstance(error, ProblemError) else amqp_problem(error)  # type: ignore[arg-type]
     problem = answer.problem
-    code = CLOSE_TRY_AGAIN_LATER if isinstance(error, BrokerUnavailable) else CLOSE_POLICY_VIOLATION
+    if isinstance(error, AuthRefused):
+        code = error.close_code
+    elif isinstance(error, BrokerUnavailable):
+        code = CLOSE_TRY_AGAIN_LATER
+    else:
+        code = CLOSE_POLICY_VIOLATION
     with contextlib.suppress(Exception):
         await websocket.send_text(json.dumps({"error": problem.model_dump(exclude_none=True)}))
         await websocket.close(code, reason=problem.title[:120])
@@ -312,8 +335,9 @@ async def _close_with_problem(websocket: WebSocket, error: Exception) -> None:
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "One event per message"},
-        **problem_responses(400, 404, 406, 503),
+        **problem_responses(400, 401, 403, 404, 406, 503),
     },
+    openapi_extra={"security": SECURED},
 )
 async def sse_stream(
     request: Request,
@@ -322,10 +346,13 @@ async def sse_stream(
     selector: SelectorQuery = None,
     browse: BrowseQuery = False,
     credit: CreditQuery = None,
+    ticket: TicketQuery = None,  # for the OpenAPI document: `Auth.authenticate` reads it
 ) -> StreamingResponse:
     """Messages are accepted as they are written out (auto-ack). Each event's id is the
     message's stream id; comments keep idle connections open. For acknowledgements, use
     a WebSocket on the same URL."""
+    address = address_of(request, address)
+    credential = await state.auth.authorize(request, "receive", address, tickets=True)
     if "text/event-stream" not in request.headers.get("accept", ""):
         raise ProblemError(
             406,
@@ -334,24 +361,42 @@ async def sse_stream(
         )
     window = _credit(state, credit)
     stream = await state.amqp.open_receiver(
-        address_of(request, address), selector=selector, browse=browse, credit=window
+        address, selector=selector, browse=browse, credit=window
     )
     return StreamingResponse(
-        _events(stream, state, window),
+        _events(stream, state, window, credential),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _events(stream: StreamReceiver, state: Gateway, window: int) -> AsyncIterator[str]:
+async def _events(
+    stream: StreamReceiver, state: Gateway, window: int, credential: Credential
+) -> AsyncIterator[str]:
     keepalive = state.settings.sse_keepalive
     counter = state.metrics.stream_messages.labels("sse")
+    revoked: list[AuthRefused] = []
+    waiting: asyncio.Task[Any] | None = None
+
+    def revoke(refusal: AuthRefused) -> None:
+        # Interrupted only while it waits for a message: not in the middle of a write.
+        revoked.append(refusal)
+        if waiting is not None:
+            waiting.cancel()
+
+    watch = state.auth.streams.watch(credential, stream.address, revoke)
     async with _counted(state, "sse", window):
         try:
             yield ": connected\n\n"
-            while True:
+            while not revoked:
                 try:
+                    waiting = asyncio.current_task()
                     received = await stream.receive(timeout=keepalive)
+                except asyncio.CancelledError:
+                    if not revoked:
+                        raise
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                    break
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
@@ -359,6 +404,8 @@ async def _events(stream: StreamReceiver, state: Gateway, window: int) -> AsyncI
                     problem = amqp_problem(error).problem.model_dump(exclude_none=True)
                     yield f"event: error\ndata: {json.dumps(problem)}\n\n"
                     return
+                finally:
+                    waiting = None
                 data = await json_frame(received.id, received.message)
                 head = f"id: {received.id}\nevent: message\ndata: "
                 if len(data) < BASE64_SLICE:
@@ -369,5 +416,8 @@ async def _events(stream: StreamReceiver, state: Gateway, window: int) -> AsyncI
                     yield "\n\n"
                 counter.inc()
                 received.accept()
+            problem = revoked[0].problem.model_dump(exclude_none=True)
+            yield f"event: error\ndata: {json.dumps(problem)}\n\n"
         finally:
+            state.auth.streams.forget(watch)
             await stream.close()
