@@ -1196,7 +1196,7 @@ def message_from_body(body: bytes, content_type: str | None, headers: Mapping[st
         elif media_type.startswith("text/"):
             message = Message(
                 body=_decoded_text(body, parameters.get("charset", "utf-8")),
-                content_type=_without_charset(content_type),
+                content_type=_ascii_content_type(_without_charset(content_type)),
             )
         else:
             message = Message(

@@ -200,6 +200,15 @@ def test_the_500s_of_the_issue_are_4xx_problems(call: Call, header: str, value: 
         assert_answered(answer)
 
 
+def test_a_text_content_type_with_a_non_ascii_parameter_is_400(call: Call) -> None:
+    """Found by hypothesis: the parameter was kept in the message's content type, which
+    an AMQP symbol cannot hold (a 500)."""
+    headers = [(b"content-type", b"text/plain;\xc2\x80")]
+    answer = call(lambda client: client.post("/messages/fuzz", content=b"x", headers=headers))
+    assert_answered(answer)
+    assert answer.status_code == 400
+
+
 def _envelope_values() -> st.SearchStrategy[Any]:
     scalars = st.one_of(
         st.none(),
