@@ -41,10 +41,11 @@ PROMPTLY = 30.0
 #: a few milliseconds at a time adds no more than that. On a machine whose two cores
 #: are busy with other work too, round trips of 50-100 ms come and go.
 SLOW_MS = 100.0
-#: The share of a bystander's time that may go to slow round trips: the noise of a
-#: shared machine. When a deep queue held the loop for 200-300 ms per 2,000 messages
-#: sent, it was over 40%; idle producers that cost a second each second, over 50%.
-HELD_SHARE = 0.1
+#: The share of a bystander's time that may go to slow round trips: above the noise of a
+#: shared machine (up to 10% seen in CI, 8% here beside other test runs), below what the
+#: defects cost. When a deep queue held the loop for 200-300 ms per 2,000 messages sent,
+#: it was over 40%; idle producers that cost a second each second, over 50%.
+HELD_SHARE = 0.25
 
 
 def ignore(state: int, condition: Any) -> None:
