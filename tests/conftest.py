@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import proton
+import proton.utils
 import pytest
 from certificates import Certificates, make_certificates
 from crowd_clients import Client
@@ -122,6 +126,23 @@ def crowd() -> Iterator[Callable[..., Client]]:
     yield start
     for client in clients:
         client.stop()
+
+
+@pytest.fixture
+def connect() -> Iterator[Callable[[str], Any]]:
+    """Open Proton blocking connections (10 s timeouts); closed after the test.
+    tests/test_broker.py has its own, for each client library."""
+    connections: list[Any] = []
+
+    def open_connection(url: str) -> Any:
+        connection = proton.utils.BlockingConnection(url, timeout=10.0)
+        connections.append(connection)
+        return connection
+
+    yield open_connection
+    for connection in connections:
+        with contextlib.suppress(proton.ConnectionException, proton.Timeout):
+            connection.close()  # fails only where the test failed already
 
 
 @pytest.fixture(scope="session")

@@ -196,12 +196,17 @@ class GatewayServer:
         """/metrics parsed: 'name{labels}' -> value."""
         answer = self.http.get("/metrics")
         assert answer.status_code == 200, answer.text
-        samples = {}
-        for line in answer.text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                samples[name] = float(value)
-        return samples
+        return parse_metrics(answer.text)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text exposition: 'name{labels}' -> value."""
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
 
 
 # -- problems -----------------------------------------------------------------------------

@@ -31,7 +31,6 @@ Every wait is bounded, and every process is stopped by its PID.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import select
@@ -127,22 +126,6 @@ def shared_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningB
     broker = _start(tmp_path_factory.mktemp("broker") / "broker.log", ())
     yield broker
     stop(broker.process)
-
-
-@pytest.fixture
-def connect() -> Iterator[Callable[[str], Any]]:
-    """Open Proton blocking connections; closed after the test."""
-    connections: list[Any] = []
-
-    def open_connection(url: str) -> Any:
-        connection = proton.utils.BlockingConnection(url, timeout=PROMPTLY)
-        connections.append(connection)
-        return connection
-
-    yield open_connection
-    for connection in connections:
-        with contextlib.suppress(proton.ConnectionException, proton.Timeout):
-            connection.close()  # fails only where the test failed already
 
 
 def receive_all(receiver: Any, count: int, window: int = 20) -> list[Any]:

@@ -118,21 +118,6 @@ def receive(receiver: Any, count: int) -> list[Any]:
     return bodies
 
 
-@pytest.fixture
-def connect() -> Iterator[Callable[[str], Any]]:
-    """Open Proton blocking connections; closed after the test."""
-    connections: list[Any] = []
-
-    def open_connection(url: str) -> Any:
-        connection = proton.utils.BlockingConnection(url, timeout=PROMPTLY)
-        connections.append(connection)
-        return connection
-
-    yield open_connection
-    for connection in connections:
-        connection.close()
-
-
 def test_a_memory_bound_without_a_store_is_refused() -> None:
     with pytest.raises(ValueError, match="needs a data_dir"):
         Broker(BrokerConfig(max_memory=SMALL_BOUND))

@@ -96,6 +96,19 @@ def _send_with_amqp(address: str, node: str, body: Any) -> str:
         connection.close()
 
 
+def _browser(playwright: Any, folder: Path) -> Any:
+    """Headless Chromium with a profile of its own in `folder`."""
+    context = playwright.chromium.launch_persistent_context(
+        str(folder / "chromium-profile"),
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_FLAGS,
+        timeout=BROWSER_TIMEOUT_MS,
+    )
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
+    return context
+
+
 def test_console_streams_what_the_page_and_an_amqp_client_publish(
     running_gateway: GatewayServer, tmp_path: Path
 ) -> None:
@@ -109,15 +122,8 @@ def test_console_streams_what_the_page_and_an_amqp_client_publish(
     problems: list[str] = []
 
     with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            timeout=BROWSER_TIMEOUT_MS,
-        )
+        context = _browser(playwright, tmp_path)
         try:
-            context.set_default_timeout(BROWSER_TIMEOUT_MS)
             expect.set_options(timeout=BROWSER_TIMEOUT_MS)
             page = context.new_page()
             page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
@@ -219,15 +225,8 @@ def test_a_browser_takes_a_body_in_binary_frames(
     )
     assert answer.status_code == 201, answer.text
     with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            timeout=BROWSER_TIMEOUT_MS,
-        )
+        context = _browser(playwright, tmp_path)
         try:
-            context.set_default_timeout(BROWSER_TIMEOUT_MS)
             page = context.new_page()
             assert page.goto(running_gateway.url + "/") is not None
             url = f"{running_gateway.ws_url}/streams/{address}?body=binary"
@@ -249,18 +248,6 @@ def _key_file(folder: Path, key: str) -> Path:
     path = folder / "keys.json"
     path.write_text(json.dumps({"sha256:" + hashlib.sha256(key.encode()).hexdigest(): entry}))
     return path
-
-
-def _browser(playwright: Any, folder: Path) -> Any:
-    context = playwright.chromium.launch_persistent_context(
-        str(folder / "chromium-profile"),
-        executable_path=str(CHROMIUM),
-        headless=True,
-        args=CHROMIUM_FLAGS,
-        timeout=BROWSER_TIMEOUT_MS,
-    )
-    context.set_default_timeout(BROWSER_TIMEOUT_MS)
-    return context
 
 
 def test_the_console_works_with_authentication_on(tmp_path: Path) -> None:

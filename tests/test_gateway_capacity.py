@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gateway_fixtures import GatewayServer, amqp_broker, silent_peer, unique
+from gateway_fixtures import GatewayServer, amqp_broker, parse_metrics, silent_peer, unique
 from websocket_swarm import StreamClient, close_all, open_streams
 
 #: Seconds for a message posted to reach its stream.
@@ -72,12 +72,7 @@ async def wait_for_streams(http: httpx.AsyncClient, count: int) -> None:
 async def metrics(http: httpx.AsyncClient) -> dict[str, float]:
     answer = await http.get("/metrics")
     assert answer.status_code == 200, answer.text
-    samples = {}
-    for line in answer.text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
+    return parse_metrics(answer.text)
 
 
 async def post_each(http: httpx.AsyncClient, addresses: list[str]) -> None:

@@ -10,7 +10,8 @@ import base64
 import json
 import os
 import tracemalloc
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import pytest
 from starlette.requests import Request
@@ -21,6 +22,26 @@ from gateway.routes.messages import HASH_SLICE, _fingerprint, read_body
 from gateway.routes.streams import BASE64_SLICE, json_frame
 
 MEBIBYTE = 1024 * 1024
+
+T = TypeVar("T")
+
+
+async def counting_turns(work: Awaitable[T]) -> tuple[T, int]:
+    """What `work` gives, and how many turns the event loop took meanwhile."""
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.ensure_future(count_turns())
+    await asyncio.sleep(0)
+    try:
+        return await work, turns
+    finally:
+        counter.cancel()
 
 
 # -- a stream's JSON frame ------------------------------------------------------------------
@@ -56,23 +77,7 @@ def test_the_json_frame_of_a_50_mb_body_lets_the_loop_run_between_slices() -> No
     the loop, not timed: a timed bound on the join flaked on a loaded machine."""
     body = os.urandom(50 * MEBIBYTE)
     message = Message(body=body, inferred=True)
-    turns = 0
-
-    async def count_turns() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    async def frame() -> str:
-        counter = asyncio.ensure_future(count_turns())
-        await asyncio.sleep(0)
-        try:
-            return await json_frame(1, message)
-        finally:
-            counter.cancel()
-
-    text = asyncio.run(frame())
+    text, turns = asyncio.run(counting_turns(json_frame(1, message)))
     assert turns >= len(body) // BASE64_SLICE
     assert text.endswith('"}') and len(text) > len(body) * 4 // 3
 
@@ -131,23 +136,11 @@ def test_the_idempotency_fingerprint_of_a_large_body_lets_the_loop_run_between_s
     event loop's other work going on between slices (one sha256 of it all: 15-35 ms)."""
     body = os.urandom(20 * MEBIBYTE)
     request = posted(b"", 1, announce=False)
-    turns = 0
 
-    async def count_turns() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
+    def fingerprint(data: bytes) -> tuple[bytes, int]:
+        return asyncio.run(counting_turns(_fingerprint("address", "unsettled", request, data)))
 
-    async def fingerprint(data: bytes) -> bytes:
-        counter = asyncio.ensure_future(count_turns())
-        await asyncio.sleep(0)
-        try:
-            return await _fingerprint("address", "unsettled", request, data)
-        finally:
-            counter.cancel()
-
-    digest = asyncio.run(fingerprint(body))
+    digest, turns = fingerprint(body)
     assert turns >= len(body) // HASH_SLICE - 1
-    assert digest == asyncio.run(fingerprint(body))
-    assert digest != asyncio.run(fingerprint(body[:-1] + bytes([body[-1] ^ 1])))
+    assert digest == fingerprint(body)[0]
+    assert digest != fingerprint(body[:-1] + bytes([body[-1] ^ 1]))[0]
