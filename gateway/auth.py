@@ -231,11 +231,14 @@ def _ticket_digest(ticket: str) -> bytes:
 
 class OpenStreams:
     """The streams open now, with the credential each was opened with, so that a reload
-    of the keys can close those no longer allowed."""
+    of the keys can close those no longer allowed, and a stream opened with a token is
+    closed when the token expires."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_expiry: Callable[[], None]) -> None:
         self._open: dict[int, tuple[Credential, str, Callable[[AuthRefused], None]]] = {}
+        self._expiries: dict[int, asyncio.TimerHandle] = {}
         self._ids = iter(range(1, 1 << 62))
+        self._on_expiry = on_expiry
 
     def __len__(self) -> int:
         return len(self._open)
@@ -247,10 +250,23 @@ class OpenStreams:
         Returns the handle to `forget` it by when it closes."""
         handle = next(self._ids)
         self._open[handle] = (credential, address, revoke)
+        if credential.expires is not None:
+            delay = max(0.0, credential.expires - time.time())
+            loop = asyncio.get_running_loop()
+            self._expiries[handle] = loop.call_later(delay, self._expire, handle)
         return handle
 
     def forget(self, handle: int) -> None:
         self._open.pop(handle, None)
+        expiry = self._expiries.pop(handle, None)
+        if expiry is not None:
+            expiry.cancel()
+
+    def _expire(self, handle: int) -> None:
+        del self._expiries[handle]
+        credential, _, revoke = self._open.pop(handle)
+        self._on_expiry()
+        revoke(_unauthenticated(f"the token of {credential.name} expired"))
 
     async def review(self, keys: ApiKeys) -> int:
         """Close the streams opened with a key that is gone, or whose grant no longer
@@ -270,7 +286,7 @@ class OpenStreams:
                 refusal = _forbidden(current, "receive", address, "no longer granted")
             else:
                 continue
-            self._open.pop(handle, None)
+            self.forget(handle)
             closed += 1
             revoke(refusal)
         return closed
@@ -292,7 +308,7 @@ class Auth:
         self.keys: ApiKeys | None = None
         self.tokens: TokenVerifier | None = None
         self.tickets = Tickets()
-        self.streams = OpenStreams()
+        self.streams = OpenStreams(lambda: self.count_refusal("expired-token"))
         self._refusals: dict[str, Any] = {}
         challenges = []
         if settings.jwt_secret_file or settings.jwt_jwks:

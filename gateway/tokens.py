@@ -253,13 +253,13 @@ class TokenVerifier:
         except jwt.PyJWTError as error:
             raise InvalidToken(f"is not valid ({error})") from None
         subject = claims.get("sub") or claims.get("azp") or claims.get("client_id") or "unnamed"
-        expires = claims["exp"]
+        expires = claims["exp"]  # accepted until `exp` and the leeway have passed
         return Credential(
             name=f"jwt:{str(subject)[:100]}",
             kind="jwt",
             grants=self._grants(claims),
             source=f"{self._issuer}#{subject}",
-            expires=float(expires) if isinstance(expires, int | float) else None,
+            expires=float(expires) + self._leeway if isinstance(expires, int | float) else None,
         )
 
     def _grants(self, claims: dict[str, Any]) -> Grants:

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from auth_fixtures import (
+    closed_with,
     next_frame,
     refusals,
     refused_websocket,
@@ -217,6 +218,31 @@ def test_clock_skew_within_the_leeway_is_allowed(gateway: GatewayServer) -> None
     now = int(time.time())
     headers = bearer(token(exp=now - 5, nbf=now + 5))  # --jwt-leeway: 10 s by default
     assert gateway.post(unique("orders/skew"), {}, headers=headers).status_code == 201
+
+
+def test_a_stream_opened_with_a_token_is_closed_when_the_token_expires(
+    gateway: GatewayServer,
+) -> None:
+    """Its token expires 2 s from now (10 s of leeway): the WebSocket (bearer header) and
+    the SSE stream (a ticket from that token) close with 401; a stream opened with a
+    longer-lived token goes on."""
+    address = unique("orders/jwt-expiry")
+    short = bearer(token(exp=int(time.time()) - 8))
+    long = bearer(token())
+    before = refusals(gateway).get("expired-token", 0)
+    with (
+        websocket(gateway, address, short) as expiring,
+        sse(gateway, address, ticket=ticket(gateway, short)) as expiring_events,
+        websocket(gateway, address, long) as lasting,
+    ):
+        code, reason, frames = closed_with(expiring)
+        assert (code, reason) == (4401, "Unauthorized"), frames
+        assert "jwt:service-account-billing expired" in frames[-1]["error"]["detail"]
+        event = expiring_events.next_event()
+        assert event["event"] == "error" and json.loads(event["data"])["status"] == 401
+        assert gateway.post(address, {"n": "after"}, headers=long).status_code == 201
+        assert next_frame(lasting)["body"] == {"n": "after"}
+    assert refusals(gateway)["expired-token"] == before + 2
 
 
 # -- refused ------------------------------------------------------------------------------
