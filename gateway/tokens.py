@@ -16,15 +16,20 @@ them) checked with PyJWT, and turned into a credential whose grants come from a 
   reads Keycloak's realm roles): an object ``{"send": [...], ...}``, or scope strings
   such as ``send:orders/*``, space separated (the ``scope`` claim) or a list. Other
   scopes (``openid``, ``profile``) are not grants and are left out.
+- A verified token is kept, by its hash, until it expires, so that a client sending the
+  same token with each request is checked once (PyJWT takes 150-200 µs a token). It is
+  checked again if its key has left the key set, or the set is due to be fetched again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
 import urllib.request
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +50,8 @@ JWKS_FETCH_TIMEOUT = 10.0
 JWKS_MAX_BYTES = 1024 * 1024
 #: Shortest HS256 secret accepted, in bytes (RFC 7518 3.2: at least the hash's size).
 MIN_SECRET_BYTES = 32
+#: Verified tokens kept; the least recently used goes first.
+MAX_VERIFIED_TOKENS = 10_000
 
 
 class TokenConfigError(Exception):
@@ -107,6 +114,12 @@ class KeySet:
             else:
                 return found
         return self._find(key_id, algorithm)
+
+    def holds(self, key: jwt.PyJWK) -> bool:
+        """Whether `key` is still one of the set's, and the set is not due for a fetch."""
+        if self.is_url and time.monotonic() - self._fetched_at > JWKS_MAX_AGE:
+            return False
+        return any(known is key for known in self._keys)
 
     def _find(self, key_id: str | None, algorithm: str) -> jwt.PyJWK | None:
         candidates = [key for key in self._keys if key.algorithm_name == algorithm]
@@ -172,6 +185,7 @@ class TokenVerifier:
         self._claim_path = settings.jwt_grants_claim.split(".")
         self._secret = secret
         self.keys = keys
+        self._verified: OrderedDict[bytes, tuple[Credential, Any]] = OrderedDict()
 
     @classmethod
     async def start(cls, settings: Settings) -> TokenVerifier:
@@ -215,6 +229,27 @@ class TokenVerifier:
 
     async def credential(self, token: str) -> Credential:
         """The credential `token` stands for; InvalidToken saying why it is refused."""
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        verified = self._verified.get(digest)
+        if verified is not None:
+            credential, key = verified
+            if self._still_valid(credential, key):
+                self._verified.move_to_end(digest)
+                return credential
+            del self._verified[digest]
+        credential, key = await self._verify(token)
+        self._verified[digest] = (credential, key)
+        if len(self._verified) > MAX_VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        return credential
+
+    def _still_valid(self, credential: Credential, key: Any) -> bool:
+        if credential.expires is None or credential.expires <= time.time():
+            return False
+        return key is self._secret or (self.keys is not None and self.keys.holds(key))
+
+    async def _verify(self, token: str) -> tuple[Credential, Any]:
+        """The credential `token` stands for and the key that signed it."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -253,14 +288,15 @@ class TokenVerifier:
         except jwt.PyJWTError as error:
             raise InvalidToken(f"is not valid ({error})") from None
         subject = claims.get("sub") or claims.get("azp") or claims.get("client_id") or "unnamed"
-        expires = claims["exp"]  # accepted until `exp` and the leeway have passed
-        return Credential(
+        credential = Credential(
             name=f"jwt:{str(subject)[:100]}",
             kind="jwt",
             grants=self._grants(claims),
             source=f"{self._issuer}#{subject}",
-            expires=float(expires) + self._leeway if isinstance(expires, int | float) else None,
+            # PyJWT took `exp` if int() reads it (a string of digits, too).
+            expires=float(claims["exp"]) + self._leeway,
         )
+        return credential, key
 
     def _grants(self, claims: dict[str, Any]) -> Grants:
         value: Any = claims

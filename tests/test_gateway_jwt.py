@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -243,6 +244,36 @@ def test_a_stream_opened_with_a_token_is_closed_when_the_token_expires(
         assert gateway.post(address, {"n": "after"}, headers=long).status_code == 201
         assert next_frame(lasting)["body"] == {"n": "after"}
     assert refusals(gateway)["expired-token"] == before + 2
+    # The token was verified once and kept: kept no longer than it is valid.
+    assert "expired" in _refused(gateway, short["Authorization"].split()[1])["detail"]
+
+
+def test_an_exp_of_digits_in_a_string_is_read_as_its_number(gateway: GatewayServer) -> None:
+    """PyJWT accepts an `exp` that int() reads; the gateway then keeps it as that time."""
+    headers = bearer(token(exp=str(int(time.time()) + 300)))
+    for _ in range(2):  # the second from the tokens verified before
+        assert gateway.post(unique("orders/exp-text"), {}, headers=headers).status_code == 201
+    assert "expired" in _refused(gateway, token(exp=str(int(time.time()) - 60)))["detail"]
+
+
+def test_a_key_gone_from_the_jwks_file_refuses_its_tokens_verified_before(
+    tmp_path: Path,
+) -> None:
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps(KeySet([RSA_KEY]).as_dict(private=False)))
+    flags = ["--jwt-jwks", str(jwks_file), "--jwt-issuer", ISSUER, "--jwt-audience", AUDIENCE]
+    with GatewayServer(tmp_path, *flags) as server:
+        headers = bearer(token(RSA_KEY))
+        assert server.post(unique("orders/withdrawn"), {}, headers=headers).status_code == 201
+        jwks_file.write_text(json.dumps(KeySet([ROTATED_KEY]).as_dict(private=False)))
+        server.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 10
+        while (
+            answer := server.post(unique("orders/withdrawn"), {}, headers=headers)
+        ).status_code == 201:
+            assert time.monotonic() < deadline, "a withdrawn key's token is still accepted"
+            time.sleep(0.05)
+        assert "unknown key" in assert_problem(answer, 401)["detail"]
 
 
 # -- refused ------------------------------------------------------------------------------
